@@ -1,0 +1,357 @@
+"""Key custody in a PKCS#11 token: the only module that imports `pkcs11`.
+
+The target key is generated in the token, marked as ours, and only ever leaves it wrapped by
+C_WrapKey. Nothing here reads CKA_VALUE or a private component; the secret's hash comes from
+C_DigestKey.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pkcs11
+from pkcs11 import Attribute, KeyType as P11KeyType, Mechanism, MGF, ObjectClass, TokenFlag
+from pkcs11 import exceptions as p11e
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from ..errors import CustodyError, KeyConflictError
+from ..keymaterial import EC_CURVES
+from ..keytypes import KeyType
+from ..schemes import WrapScheme
+from . import KeyRef, SecretSource
+from . import selftest
+
+COMMON_MODULES = (
+    "/opt/nfast/toolkits/pkcs11/libcknfast.so (Entrust nShield)",
+    r"C:\Program Files\nCipher\nfast\toolkits\pkcs11\cknfast.dll (nShield on Windows)",
+    "/usr/safenet/lunaclient/lib/libCryptoki2_64.so (Thales Luna)",
+    "/opt/cloudhsm/lib/libcloudhsm_pkcs11.so (AWS CloudHSM)",
+    "/usr/lib/softhsm/libsofthsm2.so (SoftHSM2 on Debian/Ubuntu)",
+)
+
+# CKA_ID of every object cssadmin creates: the marker, then the key type it was created as.
+MARKER = b"cssadmin:"
+
+_HASH_MECHANISMS = {
+    "sha1": (Mechanism.SHA_1, MGF.SHA1),
+    "sha256": (Mechanism.SHA256, MGF.SHA256),
+    "sha512": (Mechanism.SHA512, MGF.SHA512),
+}
+
+# DER of the namedCurve OIDs, for CKA_EC_PARAMS.
+_EC_PARAMS = {
+    "secp256r1": bytes.fromhex("06082a8648ce3d030107"),
+    "secp384r1": bytes.fromhex("06052b81040022"),
+    "secp521r1": bytes.fromhex("06052b81040023"),
+    "secp256k1": bytes.fromhex("06052b8104000a"),
+}
+
+# RFC 5649 key wrap with padding. PKCS#11 3.0 names it CKM_AES_KEY_WRAP_KWP; many tokens (SoftHSM2
+# among them) offer it as CKM_AES_KEY_WRAP_PAD. The self-test decides whether the output conforms.
+_KWP_MECHANISMS = (Mechanism.AES_KEY_WRAP_KWP, Mechanism.AES_KEY_WRAP_PAD)
+
+
+@dataclass(frozen=True)
+class TokenSelector:
+    label: str | None = None     # --token, -O CARDSET, -S SOFTCARD
+    slot_id: int | None = None   # -m MODULE
+
+
+def oaep_parameters(hash_name: str) -> tuple:
+    digest, mgf = _HASH_MECHANISMS[hash_name]
+    return (digest, mgf, None)
+
+
+def load_module(path: str):
+    if not path:
+        raise CustodyError("no PKCS#11 module given", code="MODULE_NOT_GIVEN",
+                           remedy="pass --pkcs11-module PATH or set CSSADMIN_PKCS11_MODULE; common places: "
+                           + "; ".join(COMMON_MODULES))
+    if not os.path.isfile(path):
+        raise CustodyError(f"PKCS#11 module {path} does not exist", code="MODULE_NOT_FOUND",
+                           remedy="common places: " + "; ".join(COMMON_MODULES))
+    try:
+        return pkcs11.lib(path)
+    except (p11e.PKCS11Error, OSError) as failure:
+        raise CustodyError(f"PKCS#11 module {path} will not load: {failure}", code="MODULE_NOT_LOADED",
+                           remedy="common places: " + "; ".join(COMMON_MODULES)) from None
+
+
+def _describe_slot(slot, token) -> str:
+    return f"slot {slot.slot_id} '{token.label}' ({token.manufacturer_id} {token.model})"
+
+
+def select_token(lib, selector: TokenSelector):
+    candidates = []
+    for slot in lib.get_slots(token_present=True):
+        token = slot.get_token()
+        if not token.flags & TokenFlag.TOKEN_INITIALIZED:
+            continue
+        if selector.slot_id is not None and slot.slot_id != selector.slot_id:
+            continue
+        if selector.label is not None and token.label != selector.label:
+            continue
+        candidates.append((slot, token))
+    wanted = " and ".join(filter(None, [
+        f"label '{selector.label}'" if selector.label is not None else None,
+        f"slot {selector.slot_id}" if selector.slot_id is not None else None,
+    ])) or "an initialised token"
+    if not candidates:
+        raise CustodyError(f"no token with {wanted} in the PKCS#11 module", code="TOKEN_NOT_FOUND",
+                           remedy="check the card set / softcard / token label, or list tokens with "
+                           "`pkcs11-tool --module MODULE --list-slots`")
+    if len(candidates) > 1:
+        listed = "; ".join(_describe_slot(slot, token) for slot, token in candidates)
+        raise CustodyError(f"several tokens match ({listed})", code="TOKEN_AMBIGUOUS",
+                           remedy="choose one with --token LABEL or -m SLOT")
+    return candidates[0]
+
+
+class Pkcs11Custody:
+    protection = "hsm"
+
+    def __init__(self, module_path: str, selector: TokenSelector, pin_source: SecretSource):
+        lib = load_module(module_path)
+        self._slot, self._token = select_token(lib, selector)
+        self.description = (f"{self._token.manufacturer_id.strip()} {self._token.model.strip()} "
+                            f"firmware {'.'.join(map(str, self._token.firmware_version))}")
+        self._session = self._login(pin_source)
+        self._mechanisms = self._slot.get_mechanisms()
+
+    def _login(self, pin_source: SecretSource):
+        needs_pin = bool(self._token.flags & TokenFlag.LOGIN_REQUIRED)
+        pin = pin_source() if needs_pin else None
+        try:
+            return self._token.open(rw=True, user_pin=pin)
+        except (p11e.PinIncorrect, p11e.PinInvalid, p11e.PinLenRange):
+            raise CustodyError(f"login to token '{self._token.label}' failed: wrong PIN",
+                               code="LOGIN_FAILED",
+                               remedy="not retried, so as not to lock the token; check the PIN and run again") from None
+        except p11e.PinLocked:
+            raise CustodyError(f"the PIN of token '{self._token.label}' is locked", code="PIN_LOCKED") from None
+        except p11e.PKCS11Error as failure:
+            raise CustodyError(f"cannot open a session on token '{self._token.label}': "
+                               f"{type(failure).__name__}", code="LOGIN_FAILED") from None
+
+    def close(self) -> None:
+        self._session.close()
+
+    # --- finding and creating keys -------------------------------------------------------
+    def get_or_create(self, name: str, key_type: KeyType) -> KeyRef:
+        existing = list(self._session.get_objects({Attribute.LABEL: name}))
+        if existing:
+            return KeyRef(name, key_type, False, self._check_ours(name, key_type, existing))
+        marker = MARKER + key_type.name.encode()
+        if key_type.family == "aes":
+            handle = self._generate_secret(name, marker, key_type, store=True)
+        else:
+            handle = self._generate_pair(name, marker, key_type, store=True)[1]
+        return KeyRef(name, key_type, True, handle)
+
+    def _check_ours(self, name: str, key_type: KeyType, objects):
+        ids = {bytes(self._attribute(obj, Attribute.ID) or b"") for obj in objects}
+        if any(not object_id.startswith(MARKER) for object_id in ids):
+            raise KeyConflictError(f"token '{self._token.label}' holds an object labelled '{name}' that "
+                                   "cssadmin did not create", code="KEY_NOT_OURS",
+                                   remedy="choose another key name; cssadmin never exports a key it did not make")
+        found_types = {object_id[len(MARKER):].decode(errors="replace") for object_id in ids}
+        if found_types != {key_type.name}:
+            raise KeyConflictError(f"key '{name}' exists as {', '.join(sorted(found_types))}, "
+                                   f"not {key_type.name}", code="KEY_TYPE_CONFLICT",
+                                   remedy="choose another key name or the key type it was created with")
+        wanted_class = ObjectClass.SECRET_KEY if key_type.family == "aes" else ObjectClass.PRIVATE_KEY
+        for obj in objects:
+            if obj.object_class == wanted_class:
+                return obj
+        raise KeyConflictError(f"key '{name}' is incomplete on the token (no {wanted_class.name} object)",
+                               code="KEY_TYPE_CONFLICT")
+
+    @staticmethod
+    def _attribute(obj, attribute):
+        try:
+            return obj[attribute]
+        except (p11e.AttributeTypeInvalid, p11e.AttributeSensitive):
+            return None
+
+    def _key_template(self, store: bool) -> dict:
+        return {
+            Attribute.TOKEN: store,
+            Attribute.PRIVATE: True,
+            Attribute.SENSITIVE: True,
+            Attribute.EXTRACTABLE: True,
+        }
+
+    def _generate_secret(self, label, object_id, key_type: KeyType, *, store: bool,
+                         p11_type=P11KeyType.AES, capabilities=0):
+        try:
+            return self._session.generate_key(
+                p11_type, key_type.bits, label=label, id=object_id, store=store,
+                capabilities=capabilities, template=self._key_template(store))
+        except p11e.PKCS11Error as failure:
+            raise CustodyError(f"the token could not generate {key_type.name}: {type(failure).__name__}",
+                               code="KEYGEN_FAILED") from None
+
+    def _generate_pair(self, label, object_id, key_type: KeyType, *, store: bool):
+        private_template = self._key_template(store)
+        public_template = {Attribute.TOKEN: store}
+        try:
+            if key_type.family == "rsa":
+                return self._session.generate_keypair(
+                    P11KeyType.RSA, key_type.bits, label=label, id=object_id, store=store, capabilities=0,
+                    public_template=public_template, private_template=private_template)
+            public_template[Attribute.EC_PARAMS] = _EC_PARAMS[key_type.curve]
+            return self._session.generate_keypair(
+                P11KeyType.EC, label=label, id=object_id, store=store, capabilities=0,
+                public_template=public_template, private_template=private_template)
+        except p11e.PKCS11Error as failure:
+            raise CustodyError(f"the token could not generate {key_type.name}: {type(failure).__name__}",
+                               code="KEYGEN_FAILED") from None
+
+    # --- digest, public half ------------------------------------------------------------
+    def secret_sha256(self, key: KeyRef) -> bytes:
+        return self._digest(key.handle)
+
+    def _digest(self, handle) -> bytes:
+        try:
+            return self._session.digest(handle, mechanism=Mechanism.SHA256)
+        except p11e.PKCS11Error as failure:
+            raise CustodyError(f"the token cannot hash a key inside it (C_DigestKey with CKM_SHA256: "
+                               f"{type(failure).__name__})", code="DIGEST_KEY_UNSUPPORTED",
+                               remedy="cssadmin never reads a secret out to hash it; use a token with C_DigestKey") from None
+
+    def public_key_pem(self, key: KeyRef) -> bytes | None:
+        if not key.key_type.is_private_key:
+            return None
+        public = self._public_of(key.handle, key.key_type)
+        return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def _public_of(self, private_handle, key_type: KeyType):
+        """The public key, from the public object the key pair was created with."""
+        matches = [obj for obj in self._session.get_objects({
+            Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.ID: private_handle[Attribute.ID]})]
+        if private_handle[Attribute.TOKEN]:
+            matches = [obj for obj in matches if obj[Attribute.LABEL] == private_handle[Attribute.LABEL]]
+        if len(matches) != 1:
+            raise KeyConflictError(f"the public half of key '{private_handle[Attribute.LABEL]}' is missing",
+                                   code="KEY_TYPE_CONFLICT")
+        return public_from_object(matches[0], key_type)
+
+    # --- wrapping ----------------------------------------------------------------------
+    def _import_public(self, public_key: rsa.RSAPublicKey):
+        numbers = public_key.public_numbers()
+        return self._session.create_object({
+            Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+            Attribute.KEY_TYPE: P11KeyType.RSA,
+            Attribute.TOKEN: False,
+            Attribute.MODULUS: numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big"),
+            Attribute.PUBLIC_EXPONENT: numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big"),
+            Attribute.WRAP: True,
+            Attribute.ENCRYPT: True,   # some tokens check CKA_ENCRYPT for the RSA half of a wrap
+        })
+
+    def wrap(self, key: KeyRef, scheme: WrapScheme, wrapping_key: rsa.RSAPublicKey) -> bytes:
+        return self._wrap_handle(key.handle, scheme, wrapping_key)
+
+    def _wrap_handle(self, handle, scheme: WrapScheme, wrapping_key: rsa.RSAPublicKey) -> bytes:
+        kek = self._import_public(wrapping_key)
+        try:
+            if scheme.kind == "rsa_aes":
+                return self._wrap_rsa_aes(handle, scheme, kek)
+            return self._wrap_rsa(handle, scheme, kek)
+        finally:
+            kek.destroy()
+
+    def _wrap_rsa(self, handle, scheme: WrapScheme, kek) -> bytes:
+        if scheme.kind == "pkcs1v15":
+            mechanism, parameters = Mechanism.RSA_PKCS, None
+        else:
+            mechanism, parameters = Mechanism.RSA_PKCS_OAEP, oaep_parameters(scheme.hash)
+        self._require(mechanism, scheme.describe())
+        try:
+            return kek.wrap_key(handle, mechanism=mechanism, mechanism_param=parameters)
+        except p11e.PKCS11Error as failure:
+            raise CustodyError(f"the token refused to wrap with {scheme.describe()}: {type(failure).__name__}",
+                               code="MECHANISM_FAILED") from None
+
+    def _wrap_rsa_aes(self, handle, scheme: WrapScheme, kek) -> bytes:
+        """OAEP(E) || KWP(E, target), both in the token, with a one-time session AES key E."""
+        kwp = self._kwp_mechanism()
+        ephemeral = self._session.generate_key(
+            P11KeyType.AES, 256, store=False, capabilities=0,
+            template={**self._key_template(False), Attribute.WRAP: True})
+        try:
+            wrapped_target = ephemeral.wrap_key(handle, mechanism=kwp)
+            wrapped_ephemeral = self._wrap_rsa(ephemeral, WrapScheme("oaep", scheme.hash), kek)
+        except p11e.PKCS11Error as failure:
+            raise CustodyError(f"the token refused AES key wrap with padding ({kwp.name}): "
+                               f"{type(failure).__name__}", code="MECHANISM_FAILED") from None
+        finally:
+            ephemeral.destroy()
+        return wrapped_ephemeral + wrapped_target
+
+    def _kwp_mechanism(self):
+        for mechanism in _KWP_MECHANISMS:
+            if mechanism in self._mechanisms:
+                return mechanism
+        raise CustodyError("the token offers no AES key wrap with padding (CKM_AES_KEY_WRAP_KWP or "
+                           "CKM_AES_KEY_WRAP_PAD), needed for RSA-AES key wrap", code="MECHANISM_MISSING",
+                           remedy="use a token with RFC 5649 key wrap, or --keystore")
+
+    def _require(self, mechanism, description: str) -> None:
+        if mechanism not in self._mechanisms:
+            raise CustodyError(f"the token does not offer {mechanism.name} ({description})",
+                               code="MECHANISM_MISSING")
+
+    # --- self-test ---------------------------------------------------------------------
+    def self_test(self, key_type: KeyType, scheme: WrapScheme) -> None:
+        selftest.run(self, key_type, scheme)
+
+    def throwaway_secret(self, length: int):
+        """A session secret of `length` bytes: AES for 16/24/32, otherwise a generic secret."""
+        if length in (16, 24, 32):
+            return self._session.generate_key(P11KeyType.AES, length * 8, store=False, capabilities=0,
+                                              template=self._key_template(False))
+        return self._session.generate_key(P11KeyType.GENERIC_SECRET, length * 8, store=False, capabilities=0,
+                                          mechanism=Mechanism.GENERIC_SECRET_KEY_GEN,
+                                          template=self._key_template(False))
+
+    def throwaway_pair(self, key_type: KeyType):
+        public, private = self._generate_pair(None, b"cssadmin-self-test", key_type, store=False)
+        return private, public_from_object(public, key_type)
+
+    def wrap_throwaway(self, handle, scheme: WrapScheme, wrapping_key: rsa.RSAPublicKey) -> bytes:
+        return self._wrap_handle(handle, scheme, wrapping_key)
+
+    def digest_throwaway(self, handle) -> bytes:
+        return self._digest(handle)
+
+    def kwp_name(self) -> str:
+        return "CKM_" + self._kwp_mechanism().name
+
+    @staticmethod
+    def destroy(handle) -> None:
+        handle.destroy()
+
+
+def public_from_object(public_object, key_type: KeyType):
+    if key_type.family == "rsa":
+        return rsa.RSAPublicNumbers(
+            int.from_bytes(public_object[Attribute.PUBLIC_EXPONENT], "big"),
+            int.from_bytes(public_object[Attribute.MODULUS], "big"),
+        ).public_key()
+    point = _unwrap_octet_string(bytes(public_object[Attribute.EC_POINT]))
+    curve = EC_CURVES[key_type.curve]()
+    return ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
+
+
+def _unwrap_octet_string(data: bytes) -> bytes:
+    """CKA_EC_POINT is a DER OCTET STRING around the point; a few tokens return the bare point."""
+    if len(data) >= 2 and data[0] == 0x04:
+        length, offset = data[1], 2
+        if length & 0x80:
+            count = length & 0x7F
+            length, offset = int.from_bytes(data[2:2 + count], "big"), 2 + count
+        if offset + length == len(data):
+            return data[offset:]
+    return data

@@ -1,0 +1,78 @@
+"""Prove, before the real wrap, that the token's mechanism gives what the cloud will accept.
+
+The same wrap path runs on throwaway session keys of the same kind, to a key pair whose private
+half is ours (selftest_key), and the result is unwrapped in software and checked: a secret against
+C_DigestKey, a private key as exact PKCS#8 matching the token's public key. A token that fails is
+refused; nothing real has been wrapped yet.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from .. import softwrap
+from ..errors import CustodyError
+from ..keymaterial import pkcs8_problem
+from ..keytypes import KeyType
+from ..schemes import WrapScheme
+from .selftest_key import SELF_TEST_PRIVATE_KEY_PEM
+
+# A length that is not a multiple of 8: key wrap with padding must then really pad (RFC 5649).
+UNALIGNED_PROBE_BYTES = 20
+
+
+def run(token, key_type: KeyType, scheme: WrapScheme) -> None:
+    private = load_pem_private_key(SELF_TEST_PRIVATE_KEY_PEM, password=None)
+    if key_type.family == "aes":
+        _probe_secret(token, key_type.bits // 8, scheme, private)
+        return
+    if scheme.kind == "rsa_aes":
+        _probe_secret(token, UNALIGNED_PROBE_BYTES, scheme, private)
+    _probe_pair(token, key_type, scheme, private)
+
+
+def _failed(scheme: WrapScheme, detail: str, remedy: str | None = None) -> CustodyError:
+    return CustodyError(f"mechanism self-test failed for {scheme.describe()}: {detail}",
+                        code="SELF_TEST_FAILED", remedy=remedy)
+
+
+def _unwrap(private, scheme: WrapScheme, blob: bytes) -> bytes:
+    try:
+        return softwrap.unwrap(private, scheme, blob)
+    except (ValueError, InvalidUnwrap):
+        raise _failed(scheme, "the token's output does not unwrap") from None
+
+
+def _probe_secret(token, length: int, scheme: WrapScheme, private) -> None:
+    handle = token.throwaway_secret(length)
+    try:
+        blob = token.wrap_throwaway(handle, scheme, private.public_key())
+        expected_sha256 = token.digest_throwaway(handle)
+    finally:
+        token.destroy(handle)
+    recovered = _unwrap(private, scheme, blob)
+    if len(recovered) != length and scheme.kind == "rsa_aes" and recovered[:length] and not any(recovered[length:]):
+        kwp = token.kwp_name()
+        raise _failed(
+            scheme,
+            f"the token's {kwp} zero-pads before wrapping, so a {length}-byte key came back as "
+            f"{len(recovered)} bytes with trailing zeros (not RFC 5649); private keys would reach "
+            "the cloud with trailing bytes and be rejected",
+            remedy="use a token whose key wrap with padding conforms to RFC 5649, or --keystore DIR")
+    if len(recovered) != length or hashlib.sha256(recovered).digest() != expected_sha256:
+        raise _failed(scheme, f"a {length}-byte key unwrapped to {len(recovered)} bytes that do not "
+                      "match the token's C_DigestKey")
+
+
+def _probe_pair(token, key_type: KeyType, scheme: WrapScheme, private) -> None:
+    handle, token_public = token.throwaway_pair(key_type)
+    try:
+        blob = token.wrap_throwaway(handle, scheme, private.public_key())
+    finally:
+        token.destroy(handle)
+    problem = pkcs8_problem(_unwrap(private, scheme, blob), token_public)
+    if problem:
+        raise _failed(scheme, f"a throwaway {key_type.name} key unwrapped, but {problem}",
+                      remedy="use a token whose key wrap with padding conforms to RFC 5649, or --keystore DIR")

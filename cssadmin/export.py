@@ -1,0 +1,214 @@
+"""The order of one export, as explicit states with one way into each.
+
+PARSED -> KEK_LOADED -> KEK_TRUSTED -> POLICY_OK -> KEY_READY -> MECHANISM_VERIFIED -> WRAPPED
+-> WRITTEN -> VERIFIED. Nothing touches the token before POLICY_OK; nothing touches the output
+directory before WRAPPED except the pre-flight check at PARSED.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Callable
+
+from . import __version__, output, trust
+from .custody import Custody, KeyRef
+from .errors import UsageError
+from .keytypes import KeyType
+from .providers.base import Options, Provider, Wrapped
+from .schemes import WrapScheme
+from .strength import StrengthVerdict, judge_kek
+from .wrapping_key import WrappingKey, check_expected_fingerprints, load_wrapping_key_file
+
+KEY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
+
+
+class State(Enum):
+    PARSED = 1
+    KEK_LOADED = 2
+    KEK_TRUSTED = 3
+    POLICY_OK = 4
+    KEY_READY = 5
+    MECHANISM_VERIFIED = 6
+    WRAPPED = 7
+    WRITTEN = 8
+    VERIFIED = 9
+
+
+class IllegalTransition(RuntimeError):
+    """A programming error: a step was called out of order."""
+
+
+@dataclass(frozen=True)
+class TrustOptions:
+    expected_fingerprints: tuple[str, ...] = ()
+    ca_bundle: str | None = None
+    pins: str | None = None
+    trust_unpinned: bool = False
+
+
+@dataclass(frozen=True)
+class Request:
+    provider: Provider
+    key_name: str
+    wrap_key_path: str
+    key_type: str | None = None
+    options: Options = Options()
+    trust: TrustOptions = TrustOptions()
+    out_dir: str = "."
+    force: bool = False
+    allow_weaker_kek: bool = False
+
+
+@dataclass
+class Report:
+    provider: str
+    key: dict
+    wrapping_key: dict
+    algorithm: str
+    outputs: list[dict]
+    next_step: str
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"ok": True, "provider": self.provider, "key": self.key, "wrapping_key": self.wrapping_key,
+                "algorithm": self.algorithm, "outputs": self.outputs, "next_step": self.next_step,
+                "warnings": self.warnings}
+
+
+def check_key_name(name: str) -> None:
+    if not KEY_NAME.fullmatch(name):
+        raise UsageError(f"key name {name!r} is not allowed: use 1-64 of A-Z a-z 0-9 . _ -, "
+                         "not starting with '.' or '-'", code="BAD_KEY_NAME")
+
+
+class Export:
+    def __init__(self, request: Request, open_custody: Callable[[], Custody],
+                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.request = request
+        self._open_custody = open_custody
+        self._now = now
+        provider = request.provider
+        check_key_name(request.key_name)
+        provider.check_options(request.options)
+        self.key_type: KeyType = provider.key_type(request.key_type)
+        self.output_names = provider.output_names(request.key_name, self.key_type, request.options)
+        output.preflight(request.out_dir, self.output_names, request.force)
+        self.warnings: list[str] = list(provider.warnings(request.options))
+        self.state = State.PARSED
+
+    def _advance(self, source: State, target: State) -> None:
+        if self.state is not source:
+            raise IllegalTransition(f"{target.name} needs {source.name}, but the export is at {self.state.name}")
+        self.state = target
+
+    def _require(self, state: State) -> None:
+        if self.state is not state:
+            raise IllegalTransition(f"this step needs {state.name}, but the export is at {self.state.name}")
+
+    # --- the steps, in order ---------------------------------------------------------------
+    def load_wrapping_key(self) -> None:
+        self._require(State.PARSED)
+        self.kek: WrappingKey = load_wrapping_key_file(self.request.wrap_key_path)
+        self._advance(State.PARSED, State.KEK_LOADED)
+
+    def trust_wrapping_key(self) -> None:
+        self._require(State.KEK_LOADED)
+        request, provider = self.request, self.request.provider
+        self.pinned_by: str | None = None
+        if provider.needs_certificate:
+            verdict = trust.verify_certificate(
+                self.kek, provider=provider.name, now=self._now(),
+                ca_bundle=trust.load_ca_bundle(request.trust.ca_bundle) if request.trust.ca_bundle else None,
+                expected_fingerprints=list(request.trust.expected_fingerprints),
+                pins=trust.load_pins(request.trust.pins) if request.trust.pins else None,
+                trust_unpinned=request.trust.trust_unpinned)
+            self.pinned_by = verdict.pinned_by
+            self.warnings.extend(verdict.warnings)
+        elif request.trust.expected_fingerprints:
+            check_expected_fingerprints(self.kek, list(request.trust.expected_fingerprints))
+            self.pinned_by = "expect-fingerprint"
+        provider.check_wrapping_key(self.kek, request.options)
+        self._advance(State.KEK_LOADED, State.KEK_TRUSTED)
+
+    def apply_policy(self) -> None:
+        self._require(State.KEK_TRUSTED)
+        provider = self.request.provider
+        self.algorithm, self.scheme = provider.choose_algorithm(self.key_type, self.kek, self.request.options)
+        self.strength: StrengthVerdict = judge_kek(
+            self.kek.bits, self.key_type, provider.strongest_kek,
+            allow_weaker=self.request.allow_weaker_kek, remedy=provider.kek_remedy(self.kek.bits))
+        if self.strength.warning:
+            self.warnings.append(self.strength.warning)
+        if self.request.options.allow_deprecated and self.algorithm in provider.deprecated:
+            self.warnings.append(f"--allow-deprecated: {self.algorithm}: {provider.deprecated[self.algorithm]}")
+        self._advance(State.KEK_TRUSTED, State.POLICY_OK)
+
+    def ready_key(self) -> None:
+        self._require(State.POLICY_OK)
+        self.custody: Custody = self._open_custody()
+        self.key: KeyRef = self.custody.get_or_create(self.request.key_name, self.key_type)
+        if self.custody.protection == "software":
+            self.warnings.append("the key is held in a software keystore, not an HSM: it has existed in "
+                                 "plaintext in this computer's memory")
+        self._advance(State.POLICY_OK, State.KEY_READY)
+
+    def verify_mechanism(self) -> None:
+        self._require(State.KEY_READY)
+        self.custody.self_test(self.key_type, self.scheme)
+        self._advance(State.KEY_READY, State.MECHANISM_VERIFIED)
+
+    def wrap(self) -> None:
+        self._require(State.MECHANISM_VERIFIED)
+        custody, key = self.custody, self.key
+        blob = custody.wrap(key, self.scheme, self.kek.public_key)
+        self.wrapped = Wrapped(
+            key_name=key.name, key_type=self.key_type, algorithm=self.algorithm, blob=blob,
+            secret_sha256=custody.secret_sha256(key) if not self.key_type.is_private_key else None,
+            public_key_pem=custody.public_key_pem(key),
+            generator=f"cssadmin {__version__}; {custody.description}")
+        self._advance(State.MECHANISM_VERIFIED, State.WRAPPED)
+
+    def write(self) -> None:
+        self._require(State.WRAPPED)
+        files = [(f.name, f.data) for f in self.request.provider.outputs(self.wrapped, self.request.options)]
+        self.written = output.write_all(self.request.out_dir, files, self.request.force)
+        self._advance(State.WRAPPED, State.WRITTEN)
+
+    def verify(self) -> Report:
+        self._require(State.WRITTEN)
+        output.verify_all(self.written)
+        self._advance(State.WRITTEN, State.VERIFIED)
+        return self._report()
+
+    def run(self) -> Report:
+        self.load_wrapping_key()
+        self.trust_wrapping_key()
+        self.apply_policy()
+        try:
+            self.ready_key()
+            self.verify_mechanism()
+            self.wrap()
+        finally:
+            if hasattr(self, "custody"):
+                self.custody.close()
+        self.write()
+        return self.verify()
+
+    def _report(self) -> Report:
+        kek = self.kek
+        wrapping_key = {"sha256_spki": kek.sha256_spki, "bits": kek.bits,
+                        "strength": self.strength.kek_strength, "required_strength": self.strength.required,
+                        "sha256_cert": kek.sha256_cert, "pinned_by": self.pinned_by,
+                        "allow_weaker_kek": self.strength.weaker_allowed}
+        return Report(
+            provider=self.request.provider.name,
+            key={"name": self.key.name, "type": self.key_type.name, "created": self.key.created,
+                 "protection": self.custody.protection},
+            wrapping_key=wrapping_key,
+            algorithm=self.algorithm,
+            outputs=[{"path": w.path, "sha256": w.sha256, "bytes": w.bytes} for w in self.written],
+            next_step=self.request.provider.next_step(self.wrapped, self.request.options),
+            warnings=self.warnings,
+        )

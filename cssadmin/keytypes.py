@@ -1,0 +1,32 @@
+"""The target key types the tool can create, and their security strength."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class KeyType:
+    name: str          # the seed's spelling, e.g. "EC-NISTP256"
+    family: str        # "aes" | "rsa" | "ec"
+    bits: int          # AES key length, RSA modulus length, EC field size
+    strength: int      # NIST SP 800-57 bits of security
+    curve: str | None = None   # cryptography's curve name for EC keys
+
+    @property
+    def is_private_key(self) -> bool:
+        return self.family in ("rsa", "ec")
+
+
+KEY_TYPES: dict[str, KeyType] = {
+    kt.name: kt
+    for kt in (
+        KeyType("AES-256", "aes", 256, 256),
+        KeyType("EC-NISTP256", "ec", 256, 128, "secp256r1"),
+        KeyType("EC-NISTP384", "ec", 384, 192, "secp384r1"),
+        KeyType("EC-NISTP521", "ec", 521, 256, "secp521r1"),
+        KeyType("EC-SECP256K1", "ec", 256, 128, "secp256k1"),
+        KeyType("RSA-2048", "rsa", 2048, 112),
+        KeyType("RSA-3072", "rsa", 3072, 128),
+        KeyType("RSA-4096", "rsa", 4096, 152),
+    )
+}

@@ -1,0 +1,112 @@
+"""What every provider module declares: data about the cloud's import, and how to encode for it.
+
+Provider modules do no I/O and know nothing of tokens: they receive the wrapped bytes and return
+named files and the next command to run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from ..errors import PolicyError, UsageError
+from ..keytypes import KEY_TYPES, KeyType
+from ..schemes import WrapScheme
+from ..wrapping_key import WrappingKey
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Options:
+    """The provider-specific command-line values, already syntactically checked by the CLI."""
+
+    wrap_alg: str | None = None
+    import_method: str | None = None
+    azure_kek: str | None = None
+    csek_uri: str | None = None
+    allow_deprecated: bool = False
+
+
+@dataclass(frozen=True)
+class Wrapped:
+    """What the provider encodes: the blob and the facts about the key that some formats carry."""
+
+    key_name: str
+    key_type: KeyType
+    algorithm: str
+    blob: bytes
+    secret_sha256: bytes | None = None     # C_DigestKey of a secret key, for formats that carry a hash
+    public_key_pem: bytes | None = None    # of an asymmetric target
+    generator: str = ""                    # tool and token description
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    key_types: tuple[str, ...]
+    default_key_type: str
+    algorithms: Mapping[str, WrapScheme]       # algorithm name -> scheme this provider accepts
+    wrap_alg_positional: bool                  # wrapAlg is a required positional argument
+    strongest_kek: int                         # strength of the strongest wrapping key the cloud offers
+    deprecated: Mapping[str, str] = field(default_factory=dict)   # algorithm -> why
+    needs_certificate: bool = False
+    implemented: bool = True
+
+    # --- request checks, before anything is loaded -------------------------------------------
+    def key_type(self, requested: str | None) -> KeyType:
+        name = requested or self.default_key_type
+        if name not in self.key_types:
+            raise PolicyError(
+                f"{self.name} does not take key type {name!r}; allowed: {', '.join(self.key_types)}",
+                code="KEY_TYPE_NOT_ALLOWED")
+        return KEY_TYPES[name]
+
+    def check_options(self, options: Options) -> None:
+        """Syntax of the provider's own arguments (exit 2). Providers with extra options extend it."""
+        from . import KNOWN_ALGORITHMS
+        if not self.wrap_alg_positional:
+            if options.wrap_alg is not None:
+                raise UsageError(f"{self.name} takes no wrapAlg argument (got {options.wrap_alg!r})")
+            return
+        allowed = ", ".join(self.algorithms)
+        if options.wrap_alg is None:
+            raise UsageError(f"{self.name} needs a wrapAlg argument; one of: {allowed}",
+                             code="WRAP_ALG_MISSING")
+        if options.wrap_alg not in KNOWN_ALGORITHMS:
+            raise UsageError(f"{options.wrap_alg!r} is not a wrapping algorithm; {self.name} takes: {allowed}",
+                             code="WRAP_ALG_UNKNOWN")
+
+    # --- wrapping key rules (exit 3) and algorithm choice (exit 4) --------------------------
+    def check_wrapping_key(self, kek: WrappingKey, options: Options) -> None:
+        """The cloud's own rules on the wrapping key (sizes it uses, certificate needed)."""
+
+    def kek_remedy(self, kek_bits: int) -> str | None:
+        return None
+
+    def choose_algorithm(self, key_type: KeyType, kek: WrappingKey, options: Options) -> tuple[str, WrapScheme]:
+        name = options.wrap_alg
+        if name not in self.algorithms:
+            raise PolicyError(f"{self.name} does not accept {name}; allowed: {', '.join(self.algorithms)}",
+                              code="ALGORITHM_NOT_ALLOWED")
+        if name in self.deprecated and not options.allow_deprecated:
+            raise PolicyError(f"{name} is deprecated: {self.deprecated[name]}", code="ALGORITHM_DEPRECATED",
+                              remedy="choose another algorithm, or pass --allow-deprecated")
+        return name, self.algorithms[name]
+
+    # --- encoding --------------------------------------------------------------------------
+    def outputs(self, wrapped: Wrapped, options: Options) -> list[OutputFile]:
+        raise NotImplementedError
+
+    def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
+        """The file names `outputs` will produce, known before wrapping for the pre-flight check."""
+        raise NotImplementedError
+
+    def next_step(self, wrapped: Wrapped, options: Options) -> str:
+        raise NotImplementedError
+
+    def warnings(self, options: Options) -> list[str]:
+        return []

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install the Debian packages that tests/tokens/provision.sh needs.
+# Fast no-op when everything is installed; runs `apt-get update` only when
+# something is missing. Needs root (or sudo) when it has to install.
+set -euo pipefail
+
+PKGS=(softhsm2 opencryptoki opensc libnss3 libnss3-tools p11-kit p11-kit-modules)
+
+missing=()
+for p in "${PKGS[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    exit 0
+fi
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO=(sudo)
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -qq
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
