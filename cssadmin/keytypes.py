@@ -11,6 +11,7 @@ class KeyType:
     bits: int          # AES key length, RSA modulus length, EC field size
     strength: int      # NIST SP 800-57 bits of security
     curve: str | None = None   # cryptography's curve name for EC keys
+    plaintext_bytes: int = 0   # length of what is wrapped: raw key, or PKCS#8 with its public key (RSA: about)
 
     @property
     def is_private_key(self) -> bool:
@@ -20,13 +21,13 @@ class KeyType:
 KEY_TYPES: dict[str, KeyType] = {
     kt.name: kt
     for kt in (
-        KeyType("AES-256", "aes", 256, 256),
-        KeyType("EC-NISTP256", "ec", 256, 128, "secp256r1"),
-        KeyType("EC-NISTP384", "ec", 384, 192, "secp384r1"),
-        KeyType("EC-NISTP521", "ec", 521, 256, "secp521r1"),
-        KeyType("EC-SECP256K1", "ec", 256, 128, "secp256k1"),
-        KeyType("RSA-2048", "rsa", 2048, 112),
-        KeyType("RSA-3072", "rsa", 3072, 128),
-        KeyType("RSA-4096", "rsa", 4096, 152),
+        KeyType("AES-256", "aes", 256, 256, None, 32),
+        KeyType("EC-NISTP256", "ec", 256, 128, "secp256r1", 138),
+        KeyType("EC-NISTP384", "ec", 384, 192, "secp384r1", 185),
+        KeyType("EC-NISTP521", "ec", 521, 256, "secp521r1", 241),
+        KeyType("EC-SECP256K1", "ec", 256, 128, "secp256k1", 135),
+        KeyType("RSA-2048", "rsa", 2048, 112, None, 1217),
+        KeyType("RSA-3072", "rsa", 3072, 128, None, 1793),
+        KeyType("RSA-4096", "rsa", 4096, 152, None, 2374),
     )
 }

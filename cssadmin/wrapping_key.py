@@ -13,11 +13,13 @@ import base64
 import binascii
 import hashlib
 import re
+import warnings
 from dataclasses import dataclass
 from os import PathLike
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dh, dsa, ec, ed448, ed25519, rsa, x448, x25519
 
@@ -38,6 +40,7 @@ _PEM_BEGIN = re.compile(rb"-----BEGIN ([^-\r\n]{0,64})-----")
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([^-\r\n]{0,64})-----(.*?)-----END ([^-\r\n]{0,64})-----", re.DOTALL)
 _PEM_HEADER_LINE = re.compile(rb"^[A-Za-z-]+:.*$", re.MULTILINE)
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+_CERTIFICATE_DECODING_ERRORS = (ValueError, x509.InvalidVersion)
 
 
 @dataclass(frozen=True)
@@ -192,8 +195,8 @@ def _load_pem(data: bytes, source: str) -> tuple[object, tuple[x509.Certificate,
 
 def _load_der(data: bytes, source: str) -> tuple[object, tuple[x509.Certificate, ...], str]:
     try:
-        certificate = x509.load_der_x509_certificate(data)
-    except ValueError:
+        certificate = _decode_certificate(data)
+    except _CERTIFICATE_DECODING_ERRORS:
         pass
     else:
         _require_parsable_fields(certificate, source)
@@ -232,11 +235,19 @@ def _pkcs1_der_or_none(public_key: object) -> bytes | None:
 
 def parse_certificate(der: bytes, source: str) -> x509.Certificate:
     try:
-        certificate = x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+        certificate = _decode_certificate(der)
+    except _CERTIFICATE_DECODING_ERRORS as exc:
         raise WrappingKeyError(f"{source}: malformed X.509 certificate ({short_reason(exc)})", code=UNREADABLE) from None
     _require_parsable_fields(certificate, source)
     return certificate
+
+
+def _decode_certificate(der: bytes) -> x509.Certificate:
+    # cryptography warns (on stderr) about RFC 5280 violations it still tolerates, such as a serial number
+    # that is not positive; they do not matter for a wrapping key, and only the command line may print.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        return x509.load_der_x509_certificate(der)
 
 
 def _require_parsable_fields(certificate: x509.Certificate, source: str) -> None:

@@ -333,22 +333,25 @@ def test_malformed_expected_fingerprint_is_a_usage_error(cert_key):
 
 @functools.cache
 def _seed_inputs() -> tuple[bytes, ...]:
-    """Valid inputs of each form to mutate; cached, as hypothesis needs the same seeds on every draw."""
+    """Valid DER of each form to mutate; cached, as hypothesis needs the same seeds on every draw."""
     chain = certs.ca_chain()
     return (
         certs.der(chain.leaf),
-        certs.pem(chain.leaf, chain.intermediate),
+        certs.der(chain.intermediate),
         certs.spki_der(chain.leaf_key),
-        certs.pkcs1_pem(chain.leaf_key),
-        certs.spki_pem(certs.ec_key()),
+        certs.pkcs1_der(chain.leaf_key),
+        certs.spki_der(certs.ec_key()),
         certs.private_der(certs.ec_key()),
     )
 
 
 @st.composite
 def mutated_inputs(draw) -> bytes:
+    """A valid DER input with a few bytes flipped, inserted or cut, sometimes wrapped in PEM."""
     data = bytearray(draw(st.sampled_from(_seed_inputs())))
     for _ in range(draw(st.integers(1, 4))):
+        if not data:
+            break
         position = draw(st.integers(0, len(data) - 1))
         operation = draw(st.sampled_from(["flip", "truncate", "insert", "delete"]))
         if operation == "flip":
@@ -359,9 +362,8 @@ def mutated_inputs(draw) -> bytes:
             data[position:position] = draw(st.binary(min_size=1, max_size=8))
         else:
             del data[position : position + draw(st.integers(1, 16))]
-        if not data:
-            break
-    return bytes(data)
+    label = draw(st.sampled_from([None, "CERTIFICATE", "PUBLIC KEY", "RSA PUBLIC KEY"]))
+    return bytes(data) if label is None else pem_block(label, bytes(data))
 
 
 @settings(max_examples=300, derandomize=True, database=None, deadline=None,

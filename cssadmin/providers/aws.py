@@ -4,14 +4,39 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import schemes
+from ..errors import PolicyError
 from ..keytypes import KeyType
+from ..schemes import WrapScheme
+from ..wrapping_key import WrappingKey
 from .base import OutputFile, Options, Provider, Wrapped
+
+_AWS_KEY_SPECS = {
+    "AES-256": "SYMMETRIC_DEFAULT", "RSA-2048": "RSA_2048", "RSA-3072": "RSA_3072", "RSA-4096": "RSA_4096",
+    "EC-NISTP256": "ECC_NIST_P256", "EC-NISTP384": "ECC_NIST_P384", "EC-NISTP521": "ECC_NIST_P521",
+    "EC-SECP256K1": "ECC_SECG_P256K1",
+}
 
 
 @dataclass(frozen=True)
 class Aws(Provider):
     def kek_remedy(self, kek_bits: int) -> str | None:
         return "download the import parameters again with the RSA_4096 wrapping key spec"
+
+    def choose_algorithm(self, key_type: KeyType, kek: WrappingKey, options: Options) -> tuple[str, WrapScheme]:
+        name, scheme = super().choose_algorithm(key_type, kek, options)
+        if scheme.kind == "rsa_aes" or not key_type.is_private_key:
+            return name, scheme
+        if key_type.family == "rsa":
+            raise PolicyError(f"AWS KMS imports {key_type.name} keys only with RSA_AES_KEY_WRAP_SHA_256 or "
+                              f"RSA_AES_KEY_WRAP_SHA_1; {name} cannot carry a private RSA key",
+                              code="ALGORITHM_NOT_ALLOWED")
+        capacity = scheme.max_plaintext(kek.bits)
+        if key_type.plaintext_bytes > capacity:
+            raise PolicyError(f"a {key_type.name} PKCS#8 key ({key_type.plaintext_bytes} bytes) does not fit "
+                              f"{name} under an RSA-{kek.bits} wrapping key (at most {capacity} bytes)",
+                              code="ALGORITHM_NOT_ALLOWED",
+                              remedy="use RSA_AES_KEY_WRAP_SHA_256 or a larger wrapping key spec")
+        return name, scheme
 
     def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
         return [f"{key_name}-wrapped"]
@@ -20,20 +45,22 @@ class Aws(Provider):
         return [OutputFile(f"{wrapped.key_name}-wrapped", wrapped.blob)]
 
     def next_step(self, wrapped: Wrapped, options: Options) -> str:
-        return ("aws kms import-key-material --key-id <KEY_ID> "
-                f"--encrypted-key-material fileb://{wrapped.key_name}-wrapped "
+        return (f"aws kms import-key-material --key-id <KEY_ID of a {_AWS_KEY_SPECS[wrapped.key_type.name]} key "
+                f"with origin EXTERNAL> --encrypted-key-material fileb://{wrapped.key_name}-wrapped "
                 "--import-token fileb://<ImportToken file from the same ImportParameters> "
                 "--expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE")
 
 
 PROVIDER = Aws(
     name="aws",
-    key_types=("AES-256",),
+    key_types=tuple(_AWS_KEY_SPECS),
     default_key_type="AES-256",
     algorithms={
         "RSAES_OAEP_SHA_256": schemes.OAEP_SHA256,
         "RSAES_OAEP_SHA_1": schemes.OAEP_SHA1,
         "RSAES_PKCS1_V1_5": schemes.PKCS1_V15,
+        "RSA_AES_KEY_WRAP_SHA_256": schemes.RSA_AES_SHA256,
+        "RSA_AES_KEY_WRAP_SHA_1": schemes.RSA_AES_SHA1,
     },
     wrap_alg_positional=True,
     strongest_kek=152,

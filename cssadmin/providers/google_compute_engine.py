@@ -1,0 +1,60 @@
+"""Compute Engine customer-supplied encryption key (CSEK), RSA-wrapped with Google's certificate."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from .. import schemes
+from ..errors import UsageError
+from ..keytypes import KeyType
+from . import base64text
+from .base import OutputFile, Options, Provider, Wrapped
+
+DEPRECATION = ("Google marks customer-supplied encryption keys (CSEK) deprecated in the Compute Engine API "
+               "and recommends Cloud KMS keys (CMEK); the export still works where CSEK is accepted")
+
+
+@dataclass(frozen=True)
+class GoogleComputeEngine(Provider):
+    def check_options(self, options: Options) -> None:
+        super().check_options(options)
+        if options.csek_uri is not None and not options.csek_uri.startswith("https://"):
+            raise UsageError(f"--csek-uri must be the resource's full https:// URL (got {options.csek_uri!r})",
+                             code="BAD_CSEK_URI")
+
+    def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
+        names = [f"{key_name}-wrapped"]
+        if options.csek_uri:
+            names.append(f"{key_name}-csek.json")
+        return names
+
+    def outputs(self, wrapped: Wrapped, options: Options) -> list[OutputFile]:
+        encoded = base64text.standard(wrapped.blob)
+        files = [OutputFile(f"{wrapped.key_name}-wrapped", encoded)]
+        if options.csek_uri:
+            entry = [{"uri": options.csek_uri, "key": encoded.decode("ascii"), "key-type": "rsa-encrypted"}]
+            files.append(OutputFile(f"{wrapped.key_name}-csek.json", (json.dumps(entry, indent=2) + "\n").encode()))
+        return files
+
+    def next_step(self, wrapped: Wrapped, options: Options) -> str:
+        steps = (f"In the Google Cloud console, create the disk, image or snapshot; under Encryption choose "
+                 f"'Customer-supplied encryption key', tick 'Wrapped key', and paste the contents of "
+                 f"{wrapped.key_name}-wrapped")
+        if options.csek_uri:
+            steps += (f"; or: gcloud beta compute disks create <DISK> --zone <ZONE> "
+                      f"--csek-key-file {wrapped.key_name}-csek.json")
+        return steps
+
+    def warnings(self, options: Options) -> list[str]:
+        return [DEPRECATION]
+
+
+PROVIDER = GoogleComputeEngine(
+    name="google-compute-engine",
+    key_types=("AES-256",),
+    default_key_type="AES-256",
+    algorithms={"RSAES_OAEP_SHA_1": schemes.OAEP_SHA1},
+    wrap_alg_positional=True,
+    strongest_kek=112,
+    needs_certificate=True,
+)

@@ -1,0 +1,68 @@
+"""Azure Key Vault Premium / Managed HSM BYOK: the KeyTransferPackage .byok file."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from .. import schemes
+from ..errors import UsageError, WrappingKeyError
+from ..keytypes import KeyType
+from ..schemes import WrapScheme
+from ..wrapping_key import WrappingKey
+from . import base64text
+from .azure_kid import parse_kid
+from .base import OutputFile, Options, Provider, Wrapped
+
+ENC = "CKM_RSA_AES_KEY_WRAP"
+_EC_CURVES = {"EC-NISTP256": "P-256", "EC-NISTP384": "P-384", "EC-NISTP521": "P-521", "EC-SECP256K1": "P-256K"}
+
+
+@dataclass(frozen=True)
+class MicrosoftAzure(Provider):
+    def check_options(self, options: Options) -> None:
+        super().check_options(options)
+        if options.azure_kek is None:
+            raise UsageError("microsoft-azure needs the KEK's key ID: -a/--azure-kek https://<vault>.vault.azure.net"
+                             "/keys/<name>/<version>", code="AZURE_KID_MISSING")
+        parse_kid(options.azure_kek)
+
+    def check_wrapping_key(self, kek: WrappingKey, options: Options) -> None:
+        if kek.bits not in (2048, 3072, 4096):
+            raise WrappingKeyError(f"Azure KEKs are RSA-HSM keys of 2048, 3072 or 4096 bits; this one is "
+                                   f"RSA-{kek.bits}", code="WRAPPING_KEY_WRONG_SIZE")
+
+    def choose_algorithm(self, key_type: KeyType, kek: WrappingKey, options: Options) -> tuple[str, WrapScheme]:
+        return ENC, schemes.RSA_AES_SHA1
+
+    def kek_remedy(self, kek_bits: int) -> str | None:
+        return "create the KEK as an RSA-HSM key of 3072 or 4096 bits with key_ops import"
+
+    def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
+        return [f"KeyTransferPackage-{key_name}.byok", f"{key_name}-public.pem"]
+
+    def outputs(self, wrapped: Wrapped, options: Options) -> list[OutputFile]:
+        package = {
+            "schema_version": "1.0.0",
+            "header": {"kid": options.azure_kek, "alg": "dir", "enc": ENC},
+            "ciphertext": base64text.url_unpadded(wrapped.blob),
+            "generator": wrapped.generator,
+        }
+        return [OutputFile(f"KeyTransferPackage-{wrapped.key_name}.byok", json.dumps(package, indent=2).encode()),
+                OutputFile(f"{wrapped.key_name}-public.pem", wrapped.public_key_pem)]
+
+    def next_step(self, wrapped: Wrapped, options: Options) -> str:
+        kid = parse_kid(options.azure_kek)
+        target = f"--hsm-name {kid.name}" if kid.service == "managedhsm" else f"--vault-name {kid.name}"
+        kty = f" --kty EC --curve {_EC_CURVES[wrapped.key_type.name]}" if wrapped.key_type.family == "ec" else ""
+        return (f"az keyvault key import {target} --name <KEY_NAME> "
+                f"--byok-file KeyTransferPackage-{wrapped.key_name}.byok{kty}")
+
+
+PROVIDER = MicrosoftAzure(
+    name="microsoft-azure",
+    key_types=("RSA-2048", "RSA-3072", "RSA-4096", "EC-NISTP256", "EC-NISTP384", "EC-NISTP521", "EC-SECP256K1"),
+    default_key_type="RSA-2048",
+    algorithms={},
+    wrap_alg_positional=False,
+    strongest_kek=152,
+)

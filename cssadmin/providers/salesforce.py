@@ -1,0 +1,46 @@
+"""Salesforce Shield Platform Encryption, bring your own key: an encrypted tenant secret and its hash."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import schemes
+from ..errors import WrappingKeyError
+from ..keytypes import KeyType
+from ..wrapping_key import WrappingKey
+from . import base64text
+from .base import OutputFile, Options, Provider, Wrapped
+
+REQUIRED_BITS = 4096
+
+
+@dataclass(frozen=True)
+class Salesforce(Provider):
+    def check_wrapping_key(self, kek: WrappingKey, options: Options) -> None:
+        if kek.bits != REQUIRED_BITS:
+            raise WrappingKeyError(f"Salesforce BYOK certificates carry RSA-{REQUIRED_BITS} keys; this one is "
+                                   f"RSA-{kek.bits}", code="WRAPPING_KEY_WRONG_SIZE",
+                                   remedy="download the BYOK certificate from Salesforce Setup > Certificate and Key Management")
+
+    def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
+        return [f"{key_name}-wrapped", f"{key_name}-hash"]
+
+    def outputs(self, wrapped: Wrapped, options: Options) -> list[OutputFile]:
+        return [OutputFile(f"{wrapped.key_name}-wrapped", base64text.standard(wrapped.blob)),
+                OutputFile(f"{wrapped.key_name}-hash", base64text.standard(wrapped.secret_sha256))]
+
+    def next_step(self, wrapped: Wrapped, options: Options) -> str:
+        return ("In Salesforce Setup > Platform Encryption > Key Management, choose the tenant secret type, "
+                "click 'Bring Your Own Key', select the BYOK certificate this was wrapped for, upload "
+                f"{wrapped.key_name}-wrapped as the Encrypted Tenant Secret and {wrapped.key_name}-hash as "
+                "the Hashed Tenant Secret")
+
+
+PROVIDER = Salesforce(
+    name="salesforce",
+    key_types=("AES-256",),
+    default_key_type="AES-256",
+    algorithms={"RSAES_OAEP_SHA_1": schemes.OAEP_SHA1, "RSAES_OAEP_SHA_512": schemes.OAEP_SHA512},
+    wrap_alg_positional=True,
+    strongest_kek=152,
+    needs_certificate=True,
+)

@@ -1,0 +1,125 @@
+"""Shared fixtures: real PKCS#11 test tokens, the CLI as a subprocess, throwaway wrapping keys.
+
+Tokens come from tests/tokens/provision.sh (CI runs it once and passes CSSADMIN_TEST_TOKENS).
+A token test skips with the reason when the token it needs is absent - unless
+CSSADMIN_REQUIRE_TOKENS=1 (set by .ci/run), which turns every such skip into a failure.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from tokens.access import Token  # noqa: E402
+
+
+def pytest_addoption(parser):
+    parser.addoption("--binary", default=os.environ.get("CSSADMIN_BINARY"),
+                     help="run the CLI tests against this frozen cssadmin binary instead of the source")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("CSSADMIN_REQUIRE_TOKENS") == "1" and item.get_closest_marker("token"):
+        report.outcome = "failed"
+        report.longrepr = f"token test skipped but CSSADMIN_REQUIRE_TOKENS=1: {report.longrepr}"
+
+
+@pytest.fixture(scope="session")
+def token_specs(tmp_path_factory) -> list[dict]:
+    listed = os.environ.get("CSSADMIN_TEST_TOKENS")
+    if not listed:
+        directory = tmp_path_factory.mktemp("tokens")
+        result = subprocess.run(["bash", str(ROOT / "tests/tokens/provision.sh"), str(directory)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            return []
+        listed = str(directory / "tokens.json")
+    return json.loads(Path(listed).read_text())
+
+
+def _token(token_specs, name: str) -> Token:
+    for spec in token_specs:
+        if spec["name"] == name:
+            return Token(spec)
+    pytest.skip(f"no {name} token (run tests/tokens/provision.sh, or set CSSADMIN_TEST_TOKENS)")
+
+
+@pytest.fixture(scope="session")
+def softhsm(token_specs) -> Token:
+    return _token(token_specs, "softhsm2")
+
+
+@pytest.fixture(scope="session")
+def opencryptoki(token_specs) -> Token:
+    return _token(token_specs, "opencryptoki")
+
+
+@pytest.fixture(scope="session")
+def nss(token_specs) -> Token:
+    return _token(token_specs, "nss")
+
+
+@pytest.fixture(scope="session")
+def oaep_sha256_token(token_specs) -> Token:
+    """A token that wraps with OAEP SHA-256 (SoftHSM2 2.6.1 cannot)."""
+    for name in ("opencryptoki", "nss"):
+        if any(spec["name"] == name for spec in token_specs):
+            return _token(token_specs, name)
+    pytest.skip("no token with CKM_RSA_PKCS_OAEP and SHA-256 (opencryptoki or NSS softoken)")
+
+
+@pytest.fixture
+def key_name() -> str:
+    return "k-" + uuid.uuid4().hex[:12]
+
+
+class Cli:
+    def __init__(self, binary: str | None, home: Path):
+        self.command = [binary] if binary else [sys.executable, "-m", "cssadmin"]
+        self.home = home
+
+    def run(self, args: list[str], *, token: Token | None = None, cwd: Path | None = None,
+            env: dict | None = None, stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("CSSADMIN_")}
+        environment.update({"HOME": str(self.home), "XDG_STATE_HOME": str(self.home / "state"),
+                            "PYTHONPATH": str(ROOT)})
+        if token is not None:
+            environment.update(token.env)
+            environment["CSSADMIN_PKCS11_MODULE"] = token.module
+        environment.update(env or {})
+        return subprocess.run(self.command + args, cwd=cwd, env=environment, stdin=stdin,
+                              capture_output=True, text=True, timeout=300)
+
+    def json(self, args: list[str], **kwargs) -> tuple[int, dict]:
+        result = self.run(args + ["--json"], **kwargs)
+        lines = result.stdout.strip().splitlines()
+        assert result.stdout.strip().startswith("{"), (result.stdout, result.stderr)
+        return result.returncode, json.loads(result.stdout)
+
+
+@pytest.fixture
+def cli(request, tmp_path) -> Cli:
+    home = tmp_path / "home"
+    home.mkdir()
+    return Cli(request.config.getoption("--binary"), home)
+
+
+@pytest.fixture
+def pin_file(tmp_path):
+    def make(pin: str) -> str:
+        path = tmp_path / f"pin-{uuid.uuid4().hex[:6]}"
+        path.write_text(pin)
+        path.chmod(0o600)
+        return str(path)
+    return make

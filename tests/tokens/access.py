@@ -1,0 +1,64 @@
+"""The tests' own view into a test token, independent of cssadmin's custody code."""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import pkcs11
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+
+
+class Token:
+    def __init__(self, spec: dict):
+        self.name = spec["name"]
+        self.module = spec["module"]
+        self.label = spec["token_label"]
+        self.pin = spec["pin"]
+        self.env = spec.get("env", {})
+
+    def cli_args(self, pin_file_maker) -> list[str]:
+        args = ["--token", self.label]
+        if self.pin:
+            args += ["--pin-file", pin_file_maker(self.pin)]
+        return args
+
+    @contextmanager
+    def session(self):
+        saved = {name: os.environ.get(name) for name in self.env}
+        os.environ.update(self.env)
+        try:
+            token = pkcs11.lib(self.module).get_token(token_label=self.label)
+            with token.open(rw=True, user_pin=self.pin or None) as session:
+                yield session
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+    def objects(self, label: str) -> list:
+        with self.session() as session:
+            return [(obj.object_class, bytes(obj[Attribute.ID])) for obj in session.get_objects({Attribute.LABEL: label})]
+
+    def digest(self, label: str) -> bytes:
+        """SHA-256 of a secret key, computed inside the token (C_DigestKey)."""
+        with self.session() as session:
+            key = session.get_key(object_class=ObjectClass.SECRET_KEY, label=label)
+            return session.digest(key, mechanism=Mechanism.SHA256)
+
+    def key_attributes(self, label: str, *attributes) -> dict:
+        with self.session() as session:
+            key = session.get_key(object_class=ObjectClass.SECRET_KEY, label=label)
+            return {attribute: key[attribute] for attribute in attributes}
+
+    def read_value(self, label: str) -> bytes:
+        with self.session() as session:
+            key = session.get_key(object_class=ObjectClass.SECRET_KEY, label=label)
+            return key[Attribute.VALUE]
+
+    def create_foreign_key(self, label: str) -> None:
+        """An AES key that cssadmin did not create (no marker), as another tool would leave it."""
+        with self.session() as session:
+            session.generate_key(KeyType.AES, 256, label=label, id=b"other-tool", store=True,
+                                 template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: True})
