@@ -144,6 +144,8 @@ def load_ca_bundle(path: str | PathLike) -> list[x509.Certificate]:
         data = read_at_most(path, CA_BUNDLE_MAX_BYTES)
     except (OSError, ValueError) as exc:
         raise WrappingKeyError(f"cannot read {source}: {short_reason(exc)}", code=CA_BUNDLE_UNREADABLE) from None
+    if not data:
+        raise WrappingKeyError(f"{source} is empty", code=CA_BUNDLE_UNREADABLE)
     if len(data) > CA_BUNDLE_MAX_BYTES:
         raise WrappingKeyError(f"{source} is larger than {CA_BUNDLE_MAX_BYTES} bytes", code=CA_BUNDLE_UNREADABLE)
     try:
@@ -311,7 +313,8 @@ def _extension_value(certificate: x509.Certificate, extension_class: type) -> ob
         return None
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
         raise WrappingKeyError(
-            f"malformed certificate extensions in {subject_of(certificate)}: {exc}", code=CERTIFICATE_MALFORMED
+            f"malformed certificate extensions in {subject_of(certificate)}: {short_reason(exc)}",
+            code=CERTIFICATE_MALFORMED,
         ) from None
 
 

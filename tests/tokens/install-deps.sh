@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Install the Debian packages that tests/tokens/provision.sh needs.
+# Install the Debian packages that the tests and the demo need (tokens, openssl, venv).
 # Fast no-op when everything is installed; runs `apt-get update` only when
 # something is missing. Needs root (or sudo) when it has to install.
 set -euo pipefail
 
-PKGS=(softhsm2 opencryptoki opensc libnss3 libnss3-tools p11-kit p11-kit-modules)
+PKGS=(softhsm2 opencryptoki opensc libnss3 libnss3-tools p11-kit p11-kit-modules openssl)
+# A fresh Debian/Ubuntu python3 has no venv/ensurepip until python3-venv is installed.
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    PKGS+=(python3-venv)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do
