@@ -109,7 +109,7 @@ def check_expected_fingerprints(key: WrappingKey, expected: list[str]) -> None:
     if not expected:
         return
     wanted = {normalise_fingerprint(text) for text in expected}
-    if True:
+    if wanted & actual_fingerprints(key):
         return
     raise WrappingKeyError(
         f"wrapping key does not match --expect-fingerprint {', '.join(sorted(wanted))}: "

@@ -102,8 +102,7 @@ class Cli:
                               capture_output=True, text=True, timeout=300)
 
     def json(self, args: list[str], **kwargs) -> tuple[int, dict]:
-        result = self.run(args + ["--json"], **kwargs)
-        lines = result.stdout.strip().splitlines()
+        result = self.run(["--json"] + args, **kwargs)
         assert result.stdout.strip().startswith("{"), (result.stdout, result.stderr)
         return result.returncode, json.loads(result.stdout)
 

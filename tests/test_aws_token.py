@@ -181,3 +181,19 @@ def test_text_mode_prints_the_file_and_next_step(cli, softhsm, pin_file, aws_kek
     assert result.returncode == 0, result.stderr
     assert f"{key_name}-wrapped" in result.stdout
     assert "aws kms import-key-material" in result.stdout
+
+
+def test_allow_weaker_kek_exports_with_a_warning(cli, softhsm, pin_file, tmp_path, key_name):
+    key = rsa_key(2048)
+    kek_path = write_spki(key, tmp_path / "WrappingKey.bin")
+    out = tmp_path / "out"
+    out.mkdir()
+    code, report = export(cli, softhsm, pin_file, out, key_name, kek_path, "RSAES_OAEP_SHA_1", "--allow-weaker-kek")
+    assert code == 0, report
+    assert report["wrapping_key"]["allow_weaker_kek"] is True
+    assert report["wrapping_key"]["strength"] == 112 and report["wrapping_key"]["required_strength"] == 152
+    assert any("--allow-weaker-kek" in warning for warning in report["warnings"])
+    blob = (out / f"{key_name}-wrapped").read_bytes()
+    assert len(blob) == 256
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+    assert hashlib.sha256(key.decrypt(blob, oaep)).digest() == softhsm.digest(key_name)

@@ -59,7 +59,7 @@ def edit_header(path: Path, **changes) -> None:
     path.write_text(json.dumps(document))
 
 
-def plaintext_of(keystore: SoftwareKeystore, key) -> bytes:
+def plaintext_of(key) -> bytes:
     return key.handle.plaintext
 
 
@@ -86,7 +86,6 @@ def test_second_run_reuses_the_same_material(tmp_path, key_type):
     after = (second.public_key_pem(reused) if key_type.is_private_key else second.secret_sha256(reused))
     assert (created.created, reused.created) == (True, False)
     assert after == before
-    assert plaintext_of(second, reused) == plaintext_of(first, created) or first is not second
 
 
 def test_passphrase_asked_once_per_run_and_only_when_needed(tmp_path):
@@ -170,7 +169,7 @@ def test_key_file_does_not_contain_the_key(tmp_path, key_type):
     keystore, _ = open_keystore(tmp_path)
     key = keystore.get_or_create("k1", key_type)
     stored = key_file(tmp_path, "k1").read_bytes()
-    secrets_to_hide = [plaintext_of(keystore, key)]
+    secrets_to_hide = [plaintext_of(key)]
     private = key.handle.private_key
     if key_type.family == "ec":
         secrets_to_hide.append(private.private_numbers().private_value.to_bytes(32, "big"))

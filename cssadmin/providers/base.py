@@ -66,19 +66,25 @@ class Provider:
         return KEY_TYPES[name]
 
     def check_options(self, options: Options) -> None:
-        """Syntax of the provider's own arguments (exit 2). Providers with extra options extend it."""
+        """The provider's own arguments, before anything is loaded: syntax (exit 2), then policy (exit 4)."""
         from . import KNOWN_ALGORITHMS
         if not self.wrap_alg_positional:
             if options.wrap_alg is not None:
                 raise UsageError(f"{self.name} takes no wrapAlg argument (got {options.wrap_alg!r})")
             return
         allowed = ", ".join(self.algorithms)
-        if options.wrap_alg is None:
-            raise UsageError(f"{self.name} needs a wrapAlg argument; one of: {allowed}",
-                             code="WRAP_ALG_MISSING")
-        if options.wrap_alg not in KNOWN_ALGORITHMS:
-            raise UsageError(f"{options.wrap_alg!r} is not a wrapping algorithm; {self.name} takes: {allowed}",
+        name = options.wrap_alg
+        if name is None:
+            raise UsageError(f"{self.name} needs a wrapAlg argument; one of: {allowed}", code="WRAP_ALG_MISSING")
+        if name not in KNOWN_ALGORITHMS:
+            raise UsageError(f"{name!r} is not a wrapping algorithm; {self.name} takes: {allowed}",
                              code="WRAP_ALG_UNKNOWN")
+        if name not in self.algorithms:
+            raise PolicyError(f"{self.name} does not accept {name}; allowed: {allowed}",
+                              code="ALGORITHM_NOT_ALLOWED")
+        if name in self.deprecated and not options.allow_deprecated:
+            raise PolicyError(f"{name} is deprecated: {self.deprecated[name]}", code="ALGORITHM_DEPRECATED",
+                              remedy="choose another algorithm, or pass --allow-deprecated")
 
     # --- wrapping key rules (exit 3) and algorithm choice (exit 4) --------------------------
     def check_wrapping_key(self, kek: WrappingKey, options: Options) -> None:
@@ -88,14 +94,8 @@ class Provider:
         return None
 
     def choose_algorithm(self, key_type: KeyType, kek: WrappingKey, options: Options) -> tuple[str, WrapScheme]:
-        name = options.wrap_alg
-        if name not in self.algorithms:
-            raise PolicyError(f"{self.name} does not accept {name}; allowed: {', '.join(self.algorithms)}",
-                              code="ALGORITHM_NOT_ALLOWED")
-        if name in self.deprecated and not options.allow_deprecated:
-            raise PolicyError(f"{name} is deprecated: {self.deprecated[name]}", code="ALGORITHM_DEPRECATED",
-                              remedy="choose another algorithm, or pass --allow-deprecated")
-        return name, self.algorithms[name]
+        """The algorithm for this key and wrapping key; check_options has vetted the name."""
+        return options.wrap_alg, self.algorithms[options.wrap_alg]
 
     # --- encoding --------------------------------------------------------------------------
     def outputs(self, wrapped: Wrapped, options: Options) -> list[OutputFile]:
