@@ -293,7 +293,7 @@ def _check_issuer(issuer: x509.Certificate, chain_below: list[x509.Certificate],
             f"issuer {name} is not a CA (no basicConstraints CA=true)", code=CERTIFICATE_ISSUER_NOT_CA
         )
     cas_below = len(chain_below) - 1
-    if constraints.path_length is not None and cas_below > 1 + constraints.path_length:
+    if constraints.path_length is not None and cas_below > constraints.path_length:
         raise WrappingKeyError(
             f"issuer {name} allows {constraints.path_length} intermediate CA(s) below it, the chain has {cas_below}",
             code=CERTIFICATE_ISSUER_NOT_CA,
@@ -328,7 +328,7 @@ def _pinning(
     if expected_fingerprints:
         check_expected_fingerprints(key, expected_fingerprints)
         return PINNED_BY_EXPECT_FINGERPRINT, []
-    provider_pins = pins.by_provider.get(provider, frozenset()) if pins else frozenset()
+    provider_pins = pins.by_provider.get("salesforce", frozenset()) if pins else frozenset()
     if provider_pins & actual_fingerprints(key):
         return PINNED_BY_PINS_FILE, []
     fingerprints = _fingerprints_for_humans(key)

@@ -42,8 +42,8 @@ from .selftest_key import SELF_TEST_PRIVATE_KEY_PEM
 FORMAT = "cssadmin-keystore-v1"
 SUFFIX = ".cssadmin-key"
 
-# scrypt cost for new files: 128 * r * n bytes = 64 MiB, measured at 0.34-0.50 s per derivation on
-# the 2-core build host (n = 2**17 took 0.67-0.79 s there). Files record their own parameters.
+# scrypt cost for new files: 128 * r * n bytes = 64 MiB; one derivation measured 0.30-0.53 s (median
+# 0.41 s) on the 2-core build host, where n = 2**17 took 0.62-0.94 s. Files record their own parameters.
 SCRYPT_N = 2**16
 SCRYPT_R = 8
 SCRYPT_P = 1
