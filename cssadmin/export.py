@@ -116,7 +116,9 @@ class Export:
     def trust_wrapping_key(self) -> None:
         self._require(State.KEK_LOADED)
         request, provider = self.request, self.request.provider
+        provider.check_wrapping_key(self.kek, request.options)
         self.pinned_by: str | None = None
+        self.certificate: dict | None = None
         if provider.needs_certificate:
             verdict = trust.verify_certificate(
                 self.kek, provider=provider.name, now=self._now(),
@@ -125,11 +127,12 @@ class Export:
                 pins=trust.load_pins(request.trust.pins) if request.trust.pins else None,
                 trust_unpinned=request.trust.trust_unpinned)
             self.pinned_by = verdict.pinned_by
+            self.certificate = {"chain": list(verdict.chain),
+                                "not_after": verdict.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")}
             self.warnings.extend(verdict.warnings)
         elif request.trust.expected_fingerprints:
             check_expected_fingerprints(self.kek, list(request.trust.expected_fingerprints))
             self.pinned_by = "expect-fingerprint"
-        provider.check_wrapping_key(self.kek, request.options)
         self._advance(State.KEK_LOADED, State.KEK_TRUSTED)
 
     def apply_policy(self) -> None:
@@ -201,6 +204,8 @@ class Export:
         wrapping_key = {"sha256_spki": kek.sha256_spki, "bits": kek.bits,
                         "strength": self.strength.kek_strength, "required_strength": self.strength.required,
                         "sha256_cert": kek.sha256_cert, "pinned_by": self.pinned_by,
+                        "trust_unpinned": self.request.trust.trust_unpinned and self.pinned_by is None,
+                        "certificate": self.certificate,
                         "allow_weaker_kek": self.strength.weaker_allowed}
         return Report(
             provider=self.request.provider.name,

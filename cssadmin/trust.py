@@ -328,7 +328,7 @@ def _pinning(
     if expected_fingerprints:
         check_expected_fingerprints(key, expected_fingerprints)
         return PINNED_BY_EXPECT_FINGERPRINT, []
-    provider_pins = pins.by_provider.get("salesforce", frozenset()) if pins else frozenset()
+    provider_pins = pins.by_provider.get(provider, frozenset()) if pins else frozenset()
     if provider_pins & actual_fingerprints(key):
         return PINNED_BY_PINS_FILE, []
     fingerprints = _fingerprints_for_humans(key)
@@ -361,7 +361,7 @@ def _pins_note(pins: Pins | None, provider_pins: frozenset[str], provider: str) 
 
 def _leaf_is_ca_warnings(leaf: x509.Certificate) -> list[str]:
     constraints = _extension_value(leaf, x509.BasicConstraints)
-    if leaf.issuer != leaf.subject and constraints is not None and constraints.ca:
+    if constraints is not None and constraints.ca:
         return [f"the wrapping key's certificate {subject_of(leaf)} is a CA certificate; is it first in its file?"]
     return []
 

@@ -264,6 +264,17 @@ def test_changed_kdf_or_public_key_is_detected(tmp_path, field, change):
     assert caught.value.code in ("WRONG_PASSPHRASE", "KEY_FILE_CORRUPT")
 
 
+def test_sealed_pkcs8_with_trailing_bytes_is_refused(tmp_path):
+    keystore, _ = open_keystore(tmp_path)
+    good = keystore.get_or_create("k1", P256)
+    document = software.seal("k2", P256, plaintext_of(good) + b"\0", PASSPHRASE, FAST_N,
+                             keystore.public_key_pem(good), "2026-01-01T00:00:00+00:00")
+    key_file(tmp_path, "k2").write_bytes(document)
+    with pytest.raises(KeyConflictError) as caught:
+        open_keystore(tmp_path)[0].get_or_create("k2", P256)
+    assert caught.value.code == "KEY_FILE_CORRUPT"
+
+
 def test_close_drops_the_material(tmp_path):
     keystore, _ = open_keystore(tmp_path)
     key = keystore.get_or_create("k1", AES)
