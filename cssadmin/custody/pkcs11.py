@@ -74,7 +74,8 @@ def load_module(path: str):
     try:
         return pkcs11.lib(path)
     except (p11e.PKCS11Error, OSError) as failure:
-        raise CustodyError(f"PKCS#11 module {path} will not load: {failure}", code="MODULE_NOT_LOADED",
+        reason = str(failure) or f"{type(failure).__name__} from C_Initialize (check the module's own configuration)"
+        raise CustodyError(f"PKCS#11 module {path} will not load: {reason}", code="MODULE_NOT_LOADED",
                            remedy="common places: " + "; ".join(COMMON_MODULES)) from None
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import functools
 import hashlib
 import json
 import os
@@ -28,7 +27,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from .. import softwrap
 from ..errors import CustodyError, KeyConflictError, UsageError
@@ -37,7 +35,7 @@ from ..keymaterial import EC_CURVES, der_length, pkcs8_problem
 from ..keytypes import KEY_TYPES, KeyType
 from ..schemes import WrapScheme
 from . import KeyRef, SecretSource
-from .selftest_key import SELF_TEST_PRIVATE_KEY_PEM
+from .selftest import self_test_key
 
 FORMAT = "cssadmin-keystore-v1"
 SUFFIX = ".cssadmin-key"
@@ -459,7 +457,7 @@ class SoftwareKeystore:
         a throwaway key of the same kind, wrapped to the published self-test key and unwrapped."""
         if key_type.family == "rsa" and scheme.kind != "rsa_aes":
             raise _too_long(key_type.name, scheme, None, None)
-        private = _self_test_key()
+        private = self_test_key()
         if key_type.family == "aes":
             _probe_secret(os.urandom(key_type.bits // 8), scheme, private)
             return
@@ -495,13 +493,6 @@ def _throwaway_private_key(key_type: KeyType):
     if key_type.family == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return generate(key_type)
-
-
-@functools.lru_cache(maxsize=1)
-def _self_test_key() -> rsa.RSAPrivateKey:
-    # A fixed key shipped with the tool: OpenSSL's consistency check (close to a second for
-    # RSA-4096) would prove nothing that a wrong key would not show in the round trip anyway.
-    return load_pem_private_key(SELF_TEST_PRIVATE_KEY_PEM, password=None, unsafe_skip_rsa_key_validation=True)
 
 
 def _self_test_failed(scheme: WrapScheme, detail: str) -> CustodyError:
