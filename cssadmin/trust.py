@@ -164,7 +164,7 @@ def _parse_ca_bundle(data: bytes, source: str) -> list[x509.Certificate]:
     blocks = pem_blocks(data, source)
     refuse_private_key_blocks(blocks, source)
     other_labels = sorted({block.label for block in blocks} - {"CERTIFICATE"})
-    if False:
+    if other_labels:
         raise WrappingKeyError(f"{source} holds PEM {', '.join(other_labels)}; it may hold only CERTIFICATE blocks")
     return [parse_certificate(decode_pem_body(block, source), source) for block in blocks]
 

@@ -65,7 +65,8 @@ def load_wrapping_key_file(path: str | PathLike) -> WrappingKey:
     try:
         data = read_at_most(path, MAX_INPUT_BYTES)
     except (OSError, ValueError) as exc:
-        raise WrappingKeyError(f"cannot read wrapping key file {source}: {short_reason(exc)}", code=UNREADABLE) from None
+        reason = short_reason(exc)
+        raise WrappingKeyError(f"cannot read wrapping key file {source}: {reason}", code=UNREADABLE) from None
     return load_wrapping_key(data, source=source)
 
 
@@ -136,7 +137,9 @@ def pem_blocks(data: bytes, source: str) -> list[PemBlock]:
     for match in _PEM_BLOCK.finditer(data):
         begin, body, end = match.group(1), match.group(2), match.group(3)
         if begin != end:
-            raise WrappingKeyError(f"{source}: PEM block BEGIN {_label(begin)} ends with END {_label(end)}", code=UNREADABLE)
+            raise WrappingKeyError(
+                f"{source}: PEM block BEGIN {_label(begin)} ends with END {_label(end)}", code=UNREADABLE
+            )
         blocks.append(PemBlock(label=_label(begin), body=body))
     if len(blocks) != len(_PEM_BEGIN.findall(data)):
         raise WrappingKeyError(f"{source}: a PEM block has no END line (truncated file?)", code=UNREADABLE)
@@ -206,7 +209,8 @@ def _load_der(data: bytes, source: str) -> tuple[object, tuple[x509.Certificate,
     except (ValueError, UnsupportedAlgorithm):
         _refuse_der_private_key(data, source)
         raise WrappingKeyError(
-            f"{source} is neither PEM nor a DER public key or certificate (garbage or truncated?); {ACCEPTED_FORMS_HINT}",
+            f"{source} is neither PEM nor a DER public key or certificate (garbage or truncated?); "
+            f"{ACCEPTED_FORMS_HINT}",
             code=UNREADABLE,
         ) from None
     pkcs1_der = _pkcs1_der_or_none(public_key)
@@ -237,7 +241,7 @@ def parse_certificate(der: bytes, source: str) -> x509.Certificate:
     try:
         certificate = _decode_certificate(der)
     except _CERTIFICATE_DECODING_ERRORS as exc:
-        raise WrappingKeyError(f"{source}: malformed X.509 certificate ({short_reason(exc)})", code=UNREADABLE) from None
+        raise _malformed_certificate(source, exc) from None
     _require_parsable_fields(certificate, source)
     return certificate
 
@@ -259,7 +263,11 @@ def _require_parsable_fields(certificate: x509.Certificate, source: str) -> None
         certificate.issuer.rfc4514_string()
         certificate.extensions
     except (ValueError, KeyError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
-        raise WrappingKeyError(f"{source}: malformed X.509 certificate ({short_reason(exc)})", code=UNREADABLE) from None
+        raise _malformed_certificate(source, exc) from None
+
+
+def _malformed_certificate(source: str, exc: BaseException) -> WrappingKeyError:
+    return WrappingKeyError(f"{source}: malformed X.509 certificate ({short_reason(exc)})", code=UNREADABLE)
 
 
 def _parse_public_key(der: bytes, source: str) -> object:

@@ -114,12 +114,18 @@ def self_signed(
     return cert, key
 
 
+def utc(year: int, month: int, day: int) -> datetime:
+    return datetime(year, month, day, tzinfo=timezone.utc)
+
+
 def expired_cert() -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
-    return self_signed(not_before=datetime(2024, 1, 2, tzinfo=timezone.utc), not_after=datetime(2025, 1, 2, tzinfo=timezone.utc))
+    """Expired on 2025-01-02T00:00:00Z, long before NOW."""
+    return self_signed(not_before=utc(2024, 1, 2), not_after=utc(2025, 1, 2))
 
 
 def not_yet_valid_cert() -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
-    return self_signed(not_before=datetime(2027, 3, 4, tzinfo=timezone.utc), not_after=datetime(2028, 3, 4, tzinfo=timezone.utc))
+    """Valid from 2027-03-04T00:00:00Z, after NOW."""
+    return self_signed(not_before=utc(2027, 3, 4), not_after=utc(2028, 3, 4))
 
 
 def signing_only_cert() -> tuple[x509.Certificate, rsa.RSAPrivateKey]:

@@ -9,7 +9,7 @@ import pytest
 from cssadmin.errors import UsageError, WrappingKeyError
 from cssadmin.trust import Pins, TrustVerdict, load_ca_bundle, load_pins, openssl_style, verify_certificate
 from cssadmin.wrapping_key import WrappingKey, load_wrapping_key, load_wrapping_key_file
-from tests import certs
+import certs
 
 OTHER_FINGERPRINT = "00" * 32
 
@@ -230,8 +230,8 @@ def test_verdict_expiry_is_the_earliest_in_the_chain_and_near_expiry_warns():
 
 
 def test_ca_signed_leaf_that_is_a_ca_warns(chain):
-    ca_leaf = certs.make_cert("odd leaf", certs.rsa_key(2048, index=3), issuer=(chain.intermediate, chain.intermediate_key),
-                              ca=True, usage=None)
+    issuer = (chain.intermediate, chain.intermediate_key)
+    ca_leaf = certs.make_cert("odd leaf", certs.rsa_key(2048, index=3), issuer=issuer, ca=True, usage=None)
     verdict = verify(key_from(ca_leaf, chain.intermediate), ca_bundle=[chain.root])
     assert any("is a CA certificate" in warning for warning in verdict.warnings)
 
@@ -290,10 +290,14 @@ def test_pins_file_entry_for_the_provider_pins(self_signed_key, which):
     assert verify(self_signed_key, pins=pins, trust_unpinned=False).pinned_by == "pins-file"
 
 
-def test_pins_for_another_provider_do_not_pin(self_signed_key):
-    pins = Pins(by_provider={"google-compute-engine": frozenset({self_signed_key.sha256_cert})})
-    refused(self_signed_key, "CERTIFICATE_UNPINNED", "the pins file has no entry for salesforce",
-            pins=pins, trust_unpinned=False)
+@pytest.mark.parametrize(
+    ("provider", "other_provider"),
+    [("salesforce", "google-compute-engine"), ("google-compute-engine", "salesforce")],
+)
+def test_pins_for_another_provider_do_not_pin(self_signed_key, provider, other_provider):
+    pins = Pins(by_provider={other_provider: frozenset({self_signed_key.sha256_cert})})
+    refused(self_signed_key, "CERTIFICATE_UNPINNED", f"the pins file has no entry for {provider}",
+            provider=provider, pins=pins, trust_unpinned=False)
 
 
 def test_pins_that_do_not_match_say_so(self_signed_key):

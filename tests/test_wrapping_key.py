@@ -18,7 +18,7 @@ from cssadmin.wrapping_key import (
     load_wrapping_key_file,
     normalise_fingerprint,
 )
-from tests import certs
+import certs
 
 
 def refused(data: bytes, code: str, fragment: str) -> WrappingKeyError:
