@@ -1,27 +1,39 @@
 #!/usr/bin/env bash
-# Build dist/cssadmin twice from the same sources, each time from nothing (build/freeze.sh --clean:
-# new venv from the lock, new PyInstaller work directory and cache), and compare the binaries.
+# Build the binary twice from the same sources, each time from nothing (build/freeze.sh --clean:
+# new venv from the lock, new PyInstaller work directory and cache), and compare the two.
 #
 #   usage: build/check-reproducible.sh
 #
+# The sources (what `git ls-files` lists plus new, not ignored files: the work tree as it is, which
+# on a fresh clone is the commit) are copied once to build/out/reproducible/tree, and both builds
+# run there, in the same directory, with the commit and SOURCE_DATE_EPOCH of HEAD; so files
+# edited while the check runs do not leak into one build only.
+#
 # Prints PASS and exits 0 when both builds are byte-identical; otherwise prints FAIL, both
-# digests and where the binaries differ (the first differing byte ranges, and which members of
-# the PyInstaller archive differ), keeps both copies in build/out/, and exits 1.
-# The second build is left in dist/cssadmin.
+# digests and what differs (the members of the PyInstaller archive and of its PYZ, and the first
+# differing bytes), keeps both binaries in build/out/reproducible/, and exits 1. dist/ is untouched.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 out="$root/build/out/reproducible"
 rm -rf "$out"
-mkdir -p "$out"
+mkdir -p "$out/tree"
+git ls-files -z --cached --others --exclude-standard \
+    | while IFS= read -r -d '' file; do [ -f "$file" ] && printf '%s\0' "$file"; done \
+    | tar --null -T - -cf - | tar -xf - -C "$out/tree"
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
+commit=$(git rev-parse HEAD)
+[ -z "$(git status --porcelain)" ] || commit="$commit-dirty"
+export CSSADMIN_COMMIT=${CSSADMIN_COMMIT:-$commit}
 
 for n in 1 2; do
-    echo "check-reproducible: build $n" >&2
-    bash build/freeze.sh --clean > "$out/build-$n.log" 2>&1 || { cat "$out/build-$n.log" >&2; exit 2; }
-    cp dist/cssadmin "$out/cssadmin.$n"
+    echo "check-reproducible: build $n of $CSSADMIN_COMMIT" >&2
+    (cd "$out/tree" && bash build/freeze.sh --clean) > "$out/build-$n.log" 2>&1 \
+        || { cat "$out/build-$n.log" >&2; exit 2; }
+    cp "$out/tree/dist/cssadmin" "$out/cssadmin.$n"
     # the members of the archive, to name what differs if anything does
-    build/work/venv/bin/python - "$out/cssadmin.$n" > "$out/members.$n" <<'PY'
+    "$out/tree/build/work/venv/bin/python" - "$out/cssadmin.$n" > "$out/members.$n" <<'PY'
 import hashlib, sys, tempfile
 from PyInstaller.archive.readers import CArchiveReader, ZlibArchiveReader
 archive = CArchiveReader(sys.argv[1])

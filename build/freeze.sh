@@ -7,6 +7,8 @@
 # Environment:
 #   PYTHON            interpreter to build with (default: python3.11, else python3); must be 3.11
 #   SOURCE_DATE_EPOCH build date (default: committer time of HEAD, `git log -1 --format=%ct`)
+#   CSSADMIN_COMMIT   commit shown by --version (default: `git rev-parse HEAD`, "-dirty" if the
+#                     sources differ from it); outside a git work tree both must be set
 #
 # Steps: a venv in build/work/venv gets exactly requirements/build.lock (pip --require-hashes
 # --no-deps), then the project from a snapshot of its sources (no build isolation, no index);
@@ -38,7 +40,13 @@ export PYTHONDONTWRITEBYTECODE=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 export PYINSTALLER_CONFIG_DIR="$work/pyinstaller-config"   # PyInstaller's cache, inside build/work
 umask 022
+in_git=0
+if git rev-parse --is-inside-work-tree > /dev/null 2>&1 \
+        && [ "$(git rev-parse --show-toplevel)" = "$root" ]; then
+    in_git=1
+fi
 if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+    [ "$in_git" = 1 ] || { say "not a git work tree: set SOURCE_DATE_EPOCH and CSSADMIN_COMMIT"; exit 2; }
     SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
 fi
 export SOURCE_DATE_EPOCH
@@ -75,7 +83,14 @@ vpy="$venv/bin/python"
 src="$work/src"
 rm -rf "$src"
 mkdir -p "$src"
-git ls-files -z --cached --others --exclude-standard -- pyproject.toml README.md 'cssadmin/*' \
+list_sources() {
+    if [ "$in_git" = 1 ]; then
+        git ls-files -z --cached --others --exclude-standard -- pyproject.toml README.md 'cssadmin/*'
+    else
+        find pyproject.toml README.md cssadmin -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 2>/dev/null
+    fi
+}
+list_sources | LC_ALL=C sort -z \
     | while IFS= read -r -d '' file; do [ -e "$file" ] && printf '%s\0' "$file"; done \
     | tar --null -T - -cf - | tar -xf - -C "$src"
 if [ ! -f "$src/README.md" ]; then
@@ -86,9 +101,13 @@ fi
 "$vpy" -m pip install --quiet --no-deps --no-build-isolation --no-index --force-reinstall "$src"
 
 # --- build facts for --version ------------------------------------------------------------------
-commit=$(git rev-parse HEAD)
-if [ -n "$(git status --porcelain --untracked-files=no -- pyproject.toml cssadmin build/cssadmin.spec build/entry.py requirements/build.lock)" ]; then
-    commit="$commit-dirty"
+commit=${CSSADMIN_COMMIT:-}
+if [ -z "$commit" ]; then
+    [ "$in_git" = 1 ] || { say "not a git work tree: set CSSADMIN_COMMIT"; exit 2; }
+    commit=$(git rev-parse HEAD)
+    if [ -n "$(git status --porcelain -- pyproject.toml cssadmin build/cssadmin.spec build/entry.py requirements/build.lock)" ]; then
+        commit="$commit-dirty"
+    fi
 fi
 CSSADMIN_COMMIT="$commit" "$vpy" - > "$work/rthook_build_info.py" <<'PY'
 import datetime, os, platform

@@ -172,12 +172,18 @@ def _render_failure(failure: CssadminError, as_json: bool) -> None:
 
 def _render_success(result: dict, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps({k: v for k, v in result.items() if k != "summary"}, indent=2))
         return
     for warning in result.get("warnings", []):
         print(f"cssadmin: warning: {warning}", file=sys.stderr)
     for line in result.get("summary", []):
         print(line)
+    if "key" in result:
+        key, kek = result["key"], result["wrapping_key"]
+        print(f"key: {key['name']} ({key['type']}, {'created' if key['created'] else 'existing'}, "
+              f"protection: {key['protection']})")
+        print(f"wrapping key: RSA-{kek['bits']}, SHA-256 of SubjectPublicKeyInfo {kek['sha256_spki']}")
+        print(f"algorithm: {result['algorithm']}")
     for item in result.get("outputs", []):
         print(f"wrote {item['path']} ({item['bytes']} bytes, sha256 {item['sha256']})")
     if result.get("next_step"):
@@ -185,4 +191,10 @@ def _render_success(result: dict, as_json: bool) -> None:
 
 
 def run() -> None:
-    sys.exit(main())
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:   # the reader went away (`| head`); nothing more to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 1
+    sys.exit(status)

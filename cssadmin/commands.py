@@ -27,7 +27,16 @@ def dispatch(namespace: argparse.Namespace) -> dict:
 def _verify_action(args: list[str]) -> dict:
     if len(args) != 2:
         raise UsageError(f"usage: cssadmin {args[0]} FILE")
-    raise UsageError(f"{args[0]} is not implemented in this version of cssadmin")
+    action, path = args
+    if action == "verify-manifest":
+        from .manifest import verify_manifest
+        files = verify_manifest(path)
+        return {"ok": True, "manifest": path, "files": files,
+                "summary": [f"{path}: all {len(files)} listed files are present and match"]}
+    from .audit import verify_audit
+    records = verify_audit(path)
+    return {"ok": True, "audit_log": path, "records": records,
+            "summary": [f"{path}: the chain of {records} records is intact"]}
 
 
 def export(namespace: argparse.Namespace) -> dict:
@@ -51,9 +60,29 @@ def export(namespace: argparse.Namespace) -> dict:
                            trust_unpinned=namespace.trust_unpinned),
         out_dir=namespace.out_dir,
         force=namespace.force,
+        require_removable=namespace.require_removable,
         allow_weaker_kek=namespace.allow_weaker_kek,
     )
-    return Export(request, lambda: _open_custody(namespace)).run().as_dict()
+    report = Export(request, lambda: _open_custody(namespace)).run()
+    if not namespace.no_audit:
+        _audit(report, namespace.audit_log)
+    return report.as_dict()
+
+
+def _audit(report, audit_log: str | None) -> None:
+    from . import __version__, audit
+    from .errors import OutputError
+    record = audit.build_export_record(
+        tool_version=__version__, provider=report.provider, key_name=report.key["name"],
+        key_type=report.key["type"], key_created=report.key["created"], protection=report.key["protection"],
+        algorithm=report.algorithm, wrapping_key=report.wrapping_key, outputs=report.outputs,
+        warnings=report.warnings)
+    try:
+        audit.append_record(audit_log or audit.default_audit_path(), record)
+    except OutputError as failure:
+        raise OutputError(f"the outputs were written and verified, but the audit record was not: {failure}",
+                          code="AUDIT_WRITE_FAILED",
+                          remedy="fix the audit log, or pass --no-audit to export without one") from None
 
 
 def _fingerprints(values: list[str]) -> list[str]:

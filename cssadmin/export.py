@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Callable
 
-from . import __version__, output, trust
+from . import __version__, manifest, output, trust
 from .custody import Custody, KeyRef
 from .errors import UsageError
 from .keytypes import KeyType
@@ -58,6 +58,7 @@ class Request:
     trust: TrustOptions = TrustOptions()
     out_dir: str = "."
     force: bool = False
+    require_removable: bool = False
     allow_weaker_kek: bool = False
 
 
@@ -93,8 +94,10 @@ class Export:
         check_key_name(request.key_name)
         provider.check_options(request.options)
         self.key_type: KeyType = provider.key_type(request.key_type)
-        self.output_names = provider.output_names(request.key_name, self.key_type, request.options)
-        output.preflight(request.out_dir, self.output_names, request.force)
+        self.output_names = provider.output_names(request.key_name, self.key_type, request.options) + [
+            manifest.manifest_name(request.key_name)]
+        output.preflight(request.out_dir, self.output_names, request.force,
+                         require_removable=request.require_removable)
         self.warnings: list[str] = list(provider.warnings(request.options))
         self.state = State.PARSED
 
@@ -176,6 +179,10 @@ class Export:
     def write(self) -> None:
         self._require(State.WRAPPED)
         files = [(f.name, f.data) for f in self.request.provider.outputs(self.wrapped, self.request.options)]
+        files.append((manifest.manifest_name(self.key.name), manifest.build_manifest(
+            tool_version=__version__, provider=self.request.provider.name, key_name=self.key.name,
+            key_type=self.key_type.name, algorithm=self.algorithm, wrapping_key_sha256_spki=self.kek.sha256_spki,
+            wrapping_key_sha256_cert=self.kek.sha256_cert, created_utc=self._now(), files=files)))
         self.written = output.write_all(self.request.out_dir, files, self.request.force)
         self._advance(State.WRAPPED, State.WRITTEN)
 

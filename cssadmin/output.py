@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import removable
 from .errors import OutputError
 
 _READ_CHUNK = 1 << 16
@@ -41,12 +42,17 @@ def checkpoint(step: str) -> None:
             time.sleep(60)
 
 
-def preflight(out_dir: str | os.PathLike, names: list[str], force: bool) -> None:
+def preflight(out_dir: str | os.PathLike, names: list[str], force: bool, *, require_removable: bool = False) -> None:
     """Fail now, before any key is generated, if these files cannot be written."""
     directory = Path(out_dir)
     if not directory.is_dir():
         raise OutputError(f"destination {directory} does not exist or is not a directory",
                           code="DESTINATION_MISSING")
+    if require_removable:
+        detection = removable.detect(directory)
+        if not detection.removable:
+            raise OutputError(f"--require-removable: {detection.detail}", code="NOT_REMOVABLE",
+                              remedy="write to removable media, or leave out --require-removable")
     for name in names:
         _check_final(directory / name, force)
     probe = directory / f".cssadmin-probe-{secrets.token_hex(6)}"

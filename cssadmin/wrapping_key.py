@@ -37,7 +37,7 @@ FINGERPRINT_MISMATCH = "FINGERPRINT_MISMATCH"
 ACCEPTED_FORMS_HINT = "expected a PEM or DER RSA public key (SubjectPublicKeyInfo or PKCS#1) or X.509 certificate"
 
 _PEM_BEGIN = re.compile(rb"-----BEGIN ([^-\r\n]{0,64})-----")
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([^-\r\n]{0,64})-----(.*?)-----END ([^-\r\n]{0,64})-----", re.DOTALL)
+_PEM_END = re.compile(rb"-----END ([^-\r\n]{0,64})-----")
 _PEM_HEADER_LINE = re.compile(rb"^[A-Za-z-]+:.*$", re.MULTILINE)
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 _CERTIFICATE_DECODING_ERRORS = (ValueError, x509.InvalidVersion)
@@ -133,16 +133,21 @@ def describe_fingerprints(key: WrappingKey) -> str:
 
 def pem_blocks(data: bytes, source: str) -> list[PemBlock]:
     """Split PEM text into blocks; text between blocks is ignored, as openssl does."""
+    # One forward pass, each search bounded, so that a megabyte of BEGIN lines costs linear time
+    # (a single DOTALL regex over the whole input takes quadratic time on that).
     blocks = []
-    for match in _PEM_BLOCK.finditer(data):
-        begin, body, end = match.group(1), match.group(2), match.group(3)
-        if begin != end:
+    position = 0
+    while begin := _PEM_BEGIN.search(data, position):
+        end = _PEM_END.search(data, begin.end())
+        if end is None or _PEM_BEGIN.search(data, begin.end(), end.start()):
+            raise WrappingKeyError(f"{source}: a PEM block has no END line (truncated file?)", code=UNREADABLE)
+        begin_label, end_label = _label(begin.group(1)), _label(end.group(1))
+        if begin_label != end_label:
             raise WrappingKeyError(
-                f"{source}: PEM block BEGIN {_label(begin)} ends with END {_label(end)}", code=UNREADABLE
+                f"{source}: PEM block BEGIN {begin_label} ends with END {end_label}", code=UNREADABLE
             )
-        blocks.append(PemBlock(label=_label(begin), body=body))
-    if len(blocks) != len(_PEM_BEGIN.findall(data)):
-        raise WrappingKeyError(f"{source}: a PEM block has no END line (truncated file?)", code=UNREADABLE)
+        blocks.append(PemBlock(label=begin_label, body=data[begin.end() : end.start()]))
+        position = end.end()
     return blocks
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import time
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -141,6 +142,19 @@ def test_der_with_trailing_bytes_is_refused():
 def test_pem_without_end_line_is_refused():
     data = certs.pem(certs.self_signed()[0])
     refused(data[: len(data) // 2], "WRAPPING_KEY_UNREADABLE", "no END line (truncated file?)")
+
+
+def test_pem_block_opened_inside_another_is_refused():
+    cert_pem = certs.pem(certs.self_signed()[0])
+    refused(b"-----BEGIN CERTIFICATE-----\n" + cert_pem, "WRAPPING_KEY_UNREADABLE", "no END line")
+
+
+def test_a_megabyte_of_begin_lines_is_refused_in_linear_time():
+    # A regex spanning BEGIN..END over the whole input took minutes on this; a linear scan takes milliseconds.
+    data = (b"-----BEGIN A-----" * (MAX_INPUT_BYTES // 17))[:MAX_INPUT_BYTES]
+    started = time.monotonic()
+    refused(data, "WRAPPING_KEY_UNREADABLE", "no END line")
+    assert time.monotonic() - started < 5
 
 
 def test_pem_with_mismatched_end_label_is_refused():
