@@ -198,8 +198,13 @@ class Export:
         self.apply_policy()
         try:
             self.ready_key()
-            self.verify_mechanism()
-            self.wrap()
+            try:
+                self.verify_mechanism()
+                self.wrap()
+            except Exception:
+                # A key made by this run and never exported would only clutter the token.
+                self.custody.discard(self.key)
+                raise
         finally:
             if hasattr(self, "custody"):
                 self.custody.close()

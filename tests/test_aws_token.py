@@ -98,6 +98,7 @@ def test_softhsm_lacks_oaep_sha256_and_is_refused_by_the_self_test(cli, softhsm,
     assert code == 5
     assert "CKM_RSA_PKCS_OAEP" in report["error"]["message"] and "SHA256" in report["error"]["message"]
     assert list(tmp_path.glob(f"{key_name}*")) == []
+    assert softhsm.objects(key_name) == []
 
 
 def test_the_token_key_is_sensitive_and_cannot_be_read(cli, softhsm, pin_file, aws_kek, tmp_path, key_name):

@@ -264,3 +264,4 @@ def test_softhsm_is_refused_for_private_keys_by_the_self_test(cli, softhsm, pin_
     assert "CKM_AES_KEY_WRAP_PAD" in message and "zero-pads" in message
     assert "RFC 5649" in message and "--keystore" in message
     assert list(out.iterdir()) == []
+    assert softhsm.objects(key_name) == [], "the key made for this run is removed when the self-test refuses"

@@ -150,6 +150,14 @@ class Pkcs11Custody:
             handle = self._generate_pair(name, marker, key_type, store=True)[1]
         return KeyRef(name, key_type, True, handle)
 
+    def discard(self, key: KeyRef) -> None:
+        """Destroy the objects of a key this run created and never exported."""
+        if not key.created:
+            return
+        for obj in self._session.get_objects({Attribute.LABEL: key.name,
+                                              Attribute.ID: MARKER + key.key_type.name.encode()}):
+            obj.destroy()
+
     def _check_ours(self, name: str, key_type: KeyType, objects):
         ids = {bytes(self._attribute(obj, Attribute.ID) or b"") for obj in objects}
         if any(not object_id.startswith(MARKER) for object_id in ids):

@@ -388,6 +388,11 @@ class SoftwareKeystore:
         self._materials.clear()
         self._passphrase = None
 
+    def discard(self, key: KeyRef) -> None:
+        """Remove a key this run created and never exported."""
+        if key.created:
+            os.unlink(self.path_of(key.name))
+
     # --- finding and creating keys -------------------------------------------------------
     def get_or_create(self, name: str, key_type: KeyType) -> KeyRef:
         path = self.path_of(name)
