@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PureWindowsPath
 from typing import Mapping
 
+from .durable import fsync_directory, write_fully
 from .errors import OutputError
 
 try:
@@ -107,7 +108,7 @@ def append_record(path: str | os.PathLike, record: Mapping) -> dict:
     try:
         written = _append_locked(descriptor, log_path, record)
         if created:
-            _fsync_directory(log_path.parent)
+            fsync_directory(log_path.parent)
         return written
     except OSError as failure:
         raise _write_failed(log_path, failure) from None
@@ -124,7 +125,7 @@ def _append_locked(descriptor: int, log_path: Path, record: Mapping) -> dict:
                 "user": _os_user(), "host": _host_name()}
         line = serialize(full) + b"\n"
         try:
-            _write_fully(descriptor, line)
+            write_fully(descriptor, line)
             os.fsync(descriptor)
         except OSError:
             _truncate_quietly(descriptor, size)   # leave no torn line behind (disk full, I/O error)
@@ -179,11 +180,6 @@ def _read_at(descriptor: int, offset: int, count: int) -> bytes:
         count -= len(chunk)
     return b"".join(chunks)
 
-
-def _write_fully(descriptor: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(descriptor, view):]
 
 
 def _truncate_quietly(descriptor: int, size: int) -> None:
@@ -247,15 +243,6 @@ def _make_private_dirs(directory: Path) -> None:
         except FileExistsError:   # another cssadmin made it a moment ago
             pass
 
-
-def _fsync_directory(directory: Path) -> None:
-    if os.name == "nt":   # directories cannot be opened for fsync there
-        return
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _write_failed(log_path: Path, failure: OSError) -> OutputError:

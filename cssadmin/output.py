@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import removable
+from .durable import fsync_directory, write_fully
 from .errors import OutputError
 
 _READ_CHUNK = 1 << 16
@@ -91,7 +92,7 @@ def write_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force:
             _replace(temp, final)
             placed.append(final)
             checkpoint("renamed-one")
-        _fsync_directory(directory)
+        fsync_directory(directory)
         checkpoint("renamed")
     except OutputError:
         _remove_quietly(staged + placed)
@@ -122,9 +123,9 @@ def _stage(final: Path, data: bytes, digest: str) -> Path:
     descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
     try:
         half = len(data) // 2
-        _write_fully(descriptor, data[:half])
+        write_fully(descriptor, data[:half])
         checkpoint("writing")
-        _write_fully(descriptor, data[half:])
+        write_fully(descriptor, data[half:])
         os.fsync(descriptor)
     except BaseException:
         os.close(descriptor)
@@ -134,11 +135,6 @@ def _stage(final: Path, data: bytes, digest: str) -> Path:
     _verify(temp, digest)
     return temp
 
-
-def _write_fully(descriptor: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(descriptor, view):]
 
 
 def _replace(temp: Path, final: Path) -> None:
@@ -151,15 +147,6 @@ def _replace(temp: Path, final: Path) -> None:
                 raise
             time.sleep(_REPLACE_RETRY_SECONDS)
 
-
-def _fsync_directory(directory: Path) -> None:
-    if os.name == "nt":   # NTFS journals the rename itself; directories cannot be opened for fsync
-        return
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def sha256_of_file(path: Path) -> str:

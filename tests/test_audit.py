@@ -151,7 +151,7 @@ def test_a_failed_write_leaves_no_torn_line(tmp_path, monkeypatch):
     def half_then_disk_full(descriptor, data):
         os.write(descriptor, data[: len(data) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(audit, "_write_fully", half_then_disk_full)
+    monkeypatch.setattr(audit, "write_fully", half_then_disk_full)
     with pytest.raises(OutputError) as caught:
         append_record(path, {"event": "test"})
     assert caught.value.code == "AUDIT_WRITE_FAILED" and "No space left" in caught.value.message

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap
 
 from .. import softwrap
+from ..durable import fsync_directory, write_fully
 from ..errors import CustodyError, KeyConflictError, UsageError
 from ..export import KEY_NAME
 from ..keymaterial import EC_CURVES, der_length, pkcs8_problem
@@ -249,12 +250,12 @@ def write_new_file(directory: str, path: str, data: bytes) -> None:
         try:
             if os.name == "posix":
                 os.fchmod(descriptor, 0o600)
-            _write_all(descriptor, data)
+            write_fully(descriptor, data)
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
         _place_without_replacing(temp, path)
-        _fsync_directory(directory)
+        fsync_directory(directory)
     except OSError as failure:
         raise CustodyError(f"cannot write keystore file {path}: {failure.strerror}",
                            code="KEYSTORE_UNUSABLE") from None
@@ -262,11 +263,6 @@ def write_new_file(directory: str, path: str, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp)
 
-
-def _write_all(descriptor: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(descriptor, view):]
 
 
 def _place_without_replacing(temp: str, path: str) -> None:
@@ -288,15 +284,6 @@ def _appeared(path: str) -> KeyConflictError:
     return KeyConflictError(f"{path} appeared while this run was creating it", code="KEY_CREATED_CONCURRENTLY",
                             remedy="run again to re-export the key the other run created")
 
-
-def _fsync_directory(directory: str) -> None:
-    if os.name != "posix":
-        return
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 # --- key material ----------------------------------------------------------------------------
