@@ -78,6 +78,9 @@ def _check_final(final: Path, force: bool) -> None:
 
 
 def write_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force: bool) -> list[Written]:
+    """Place `files` as one unit. The last file vouches for the others (the manifest): an old copy of
+    it goes before anything is replaced and the new one comes last, so a crash in between never
+    leaves a manifest beside files it does not describe."""
     directory = Path(out_dir)
     meant = [(directory / name, data, hashlib.sha256(data).hexdigest()) for name, data in files]
     staged: list[Path] = []
@@ -87,6 +90,10 @@ def write_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force:
             _check_final(final, force)
             staged.append(_stage(final, data, digest))
         checkpoint("staged")
+        voucher = meant[-1][0]
+        if force and voucher.exists():
+            os.unlink(voucher)
+            fsync_directory(directory)
         for (final, _, _), temp in zip(meant, staged):
             _check_final(final, force)
             _replace(temp, final)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
 import re
+import stat
 import warnings
 from dataclasses import dataclass
 from os import PathLike
@@ -72,6 +74,8 @@ def load_wrapping_key_file(path: str | PathLike) -> WrappingKey:
 
 def read_at_most(path: str | PathLike, limit: int) -> bytes:
     """Return up to limit + 1 bytes, so that the caller can tell an oversized file from one of exactly limit."""
+    if not stat.S_ISREG(os.stat(path).st_mode):   # a FIFO or device would block or never end
+        raise ValueError("not a regular file")
     with open(path, "rb") as stream:
         return stream.read(limit + 1)
 

@@ -61,6 +61,12 @@ def bad_signature_cert() -> x509.Certificate:
     return certs.corrupted_signature(good)
 
 
+def good_gce_cert_pem() -> bytes:
+    now = datetime.now(timezone.utc)
+    return certs.pem(certs.make_cert("google-cloud-csek-ingress", certs.rsa_key(2048),
+                                     not_before=now - timedelta(days=30), not_after=now + timedelta(days=365)))
+
+
 def file_with(name: str, make: Callable[[], bytes]) -> Callable[[Path], str]:
     def write(workspace: Path) -> str:
         path = workspace / name
@@ -122,6 +128,11 @@ def gce_bad_signature(ws: Path) -> list[str]:
     path = certs.write_pem(ws / "google-cloud-csek-ingress.pem", cert)
     return ["google-compute-engine", "k1", str(path), AWS_ALG,
             "--expect-fingerprint", hashlib.sha256(certs.der(cert)).hexdigest()]
+
+
+def gce_with(*options: str) -> Callable[[Path], list[str]]:
+    return lambda ws: ["google-compute-engine", "k1", file_with("google-cloud-csek-ingress.pem",
+                                                                 good_gce_cert_pem)(ws), AWS_ALG, *options]
 
 
 def _garbage() -> bytes:
@@ -221,6 +232,20 @@ PROVIDER_CASES = [
     Case("key-type-not-allowed", lambda ws: ["salesforce", "k1", good_kek(ws), AWS_ALG, "-k", "RSA-2048"],
          4, "KEY_TYPE_NOT_ALLOWED"),
     Case("unknown-key-type", aws_with("-k", "AES-512"), 4, "KEY_TYPE_NOT_ALLOWED"),
+    Case("unknown-import-method", lambda ws: ["google-cloud-key-management", "k1", good_kek(ws),
+                                              "--import-method", "RSA_OAEP_9999"], 2, "IMPORT_METHOD_UNKNOWN"),
+    Case("csek-uri-not-https", gce_with("--csek-uri", "http://compute.googleapis.com/x"), 2, "BAD_CSEK_URI"),
+]
+
+TRUST_OPTION_CASES = [
+    Case("expect-fingerprint-malformed", aws_with("--expect-fingerprint", "12:34"), 2, "USAGE", "12:34"),
+    Case("expect-fingerprint-mismatch", aws_with("--expect-fingerprint", "ab" * 32), 3, "FINGERPRINT_MISMATCH"),
+    Case("pins-file-missing", gce_with("--pins", "/nonexistent/pins.json"), 2, "USAGE", "pins.json"),
+    Case("pins-file-garbage", lambda ws: gce_with("--pins", file_with("pins.json", _garbage)(ws))(ws), 2, "USAGE",
+         "not valid JSON"),
+    Case("ca-bundle-missing", gce_with("--ca-bundle", "/nonexistent/ca.pem", "--trust-unpinned"), 3,
+         "CA_BUNDLE_UNREADABLE"),
+    Case("unpinned-certificate", gce_with(), 3, "CERTIFICATE_UNPINNED"),
 ]
 
 CONFLICT_CASES = [
@@ -231,9 +256,13 @@ CONFLICT_CASES = [
     Case("passphrase-file-without-keystore", aws_with("--passphrase-file", "/nonexistent"), 2, "USAGE",
          "--keystore"),
     Case("pin-on-the-command-line", aws_with("--pin", "1234"), 2, "USAGE", "unrecognized"),
+    Case("token-and-cardset-differ", aws_with("--token", "a", "-O", "b"), 2, "USAGE", "different tokens"),
+    Case("slot-not-a-number", aws_with("-m", "one"), 2, "USAGE", "-m"),
+    Case("too-many-positionals", aws_with("extra"), 2, "USAGE", "extra"),
 ]
 
-ALL_CASES = WRAPPING_KEY_CASES + AZURE_KID_CASES + KEY_NAME_CASES + PROVIDER_CASES + CONFLICT_CASES
+ALL_CASES = (WRAPPING_KEY_CASES + AZURE_KID_CASES + KEY_NAME_CASES + PROVIDER_CASES + TRUST_OPTION_CASES
+             + CONFLICT_CASES)
 
 
 # --- running a case ---------------------------------------------------------------------------------------
@@ -326,6 +355,49 @@ def test_missing_out_dir_is_refused_and_not_created(cli, workspace, empty_dirs):
     assert_nothing_written(cli, out, cwd)
 
 
+def _obstacle(kind: str):
+    """Put something at a final name before the run."""
+    def place(out: Path) -> None:
+        final = out / "k1-wrapped"
+        if kind == "dangling-symlink":
+            final.symlink_to(out / "nowhere")
+        elif kind == "symlink-to-file":
+            (out / "victim").write_bytes(b"victim")
+            final.symlink_to(out / "victim")
+        elif kind == "existing-file":
+            final.write_bytes(b"old export")
+        elif kind == "directory":
+            (out / "k1-manifest.json").mkdir()
+    return place
+
+
+def snapshot(directory: Path) -> dict:
+    def state(path: Path):
+        if path.is_symlink():
+            return ("link", str(path.readlink()))
+        return ("dir",) if path.is_dir() else ("file", path.read_bytes())
+    return {path.name: state(path) for path in directory.iterdir()}
+
+
+@pytest.mark.parametrize("kind, force, code_name", [
+    ("dangling-symlink", False, "OUTPUT_IS_SYMLINK"),
+    ("dangling-symlink", True, "OUTPUT_IS_SYMLINK"),
+    ("symlink-to-file", True, "OUTPUT_IS_SYMLINK"),
+    ("existing-file", False, "OUTPUT_EXISTS"),
+    ("directory", True, "OUTPUT_EXISTS"),
+])
+def test_an_obstacle_at_a_final_name_is_refused_before_custody_and_left_alone(cli, workspace, empty_dirs, kind,
+                                                                             force, code_name):
+    out, cwd = empty_dirs
+    _obstacle(kind)(out)
+    before = snapshot(out)
+    check_failure(cli, ["--out-dir", str(out), "aws", "k1", good_kek(workspace), AWS_ALG]
+                  + (["--force"] if force else []),
+                  cwd=cwd, expected_exit=7, expected_code=code_name)
+    assert snapshot(out) == before
+    assert_nothing_written(cli, cwd)
+
+
 # --- text mode --------------------------------------------------------------------------------------------
 
 
@@ -397,5 +469,5 @@ def test_unset_pin_env_exits_5_before_any_key_is_made(cli, softhsm, workspace, e
 
 
 def test_the_corpus_is_large_enough():
-    assert len(ALL_CASES) + 3 + len(PIN_CASES) + 1 >= 45
+    assert len(ALL_CASES) + 3 + 5 + len(PIN_CASES) + 1 >= 45
     assert len({case.id for case in ALL_CASES}) == len(ALL_CASES)

@@ -95,3 +95,33 @@ def test_disk_full_exits_7_leaves_nothing_and_the_key_reexports(cli, softhsm, pi
     result = cli.run(["verify-manifest", str(tiny_fs / f"{key_name}-manifest.json")])
     assert result.returncode == 0, (result.stdout, result.stderr)
     assert sorted(p.name for p in tiny_fs.iterdir()) == sorted([f"{key_name}-wrapped", f"{key_name}-manifest.json"])
+
+
+@pytest.mark.parametrize("free_pages", [0, 1], ids=["no-page-free", "one-page-free"])
+def test_disk_full_during_a_forced_reexport_leaves_the_previous_files_as_they_were(
+        cli, softhsm, pin_file, tmp_path, tiny_fs, key_name, free_pages):
+    private_key = rsa_key(4096)
+    kek_path = write_spki(private_key, tmp_path / "WrappingKey.bin")
+    args = ["aws", key_name, str(kek_path), "RSAES_OAEP_SHA_1", "--out-dir", str(tiny_fs),
+            *softhsm.cli_args(pin_file)]
+    code, report = cli.json(args, token=softhsm)
+    assert code == 0, report
+    finals = sorted([f"{key_name}-wrapped", f"{key_name}-manifest.json"])
+    previous = {name: (tiny_fs / name).read_bytes() for name in finals}
+    filler = tiny_fs / "filler"
+    filler.write_bytes(b"\0" * ((PAGES - len(finals) - free_pages) * PAGE))
+    probe_is_full(tiny_fs, free_pages)
+
+    code, report = cli.json(args + ["--force"], token=softhsm)
+    assert (code, report["error"]["code"]) == (7, "DISK_FULL"), report
+    assert sorted(p.name for p in tiny_fs.iterdir()) == sorted(finals + ["filler"])
+    assert {name: (tiny_fs / name).read_bytes() for name in finals} == previous, "--force replaced a file and failed"
+    result = cli.run(["verify-manifest", str(tiny_fs / f"{key_name}-manifest.json")])
+    assert result.returncode == 0, (result.stdout, result.stderr)
+
+    filler.unlink()
+    code, report = cli.json(args + ["--force"], token=softhsm)
+    assert code == 0, report
+    blob = (tiny_fs / f"{key_name}-wrapped").read_bytes()
+    assert blob != previous[f"{key_name}-wrapped"]
+    assert hashlib.sha256(private_key.decrypt(blob, OAEP_SHA1)).digest() == softhsm.digest(key_name)
