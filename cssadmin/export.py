@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Callable
 
-from . import __version__, manifest, output, trust
+from . import __version__, manifest, output
 from .custody import Custody, KeyRef
 from .errors import UsageError
 from .keytypes import KeyType
@@ -123,6 +123,7 @@ class Export:
         self.pinned_by: str | None = None
         self.certificate: dict | None = None
         if provider.needs_certificate:
+            from . import trust
             verdict = trust.verify_certificate(
                 self.kek, provider=provider.name, now=self._now(),
                 ca_bundle=trust.load_ca_bundle(request.trust.ca_bundle) if request.trust.ca_bundle else None,

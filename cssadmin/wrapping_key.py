@@ -17,15 +17,18 @@ import re
 import stat
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from os import PathLike
 
-from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dh, dsa, ec, ed448, ed25519, rsa, x448, x25519
 
 from cssadmin.errors import UsageError, WrappingKeyError
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 MAX_INPUT_BYTES = 1 << 20
 MIN_RSA_BITS = 2048
@@ -42,7 +45,6 @@ _PEM_BEGIN = re.compile(rb"-----BEGIN ([^-\r\n]{0,64})-----")
 _PEM_END = re.compile(rb"-----END ([^-\r\n]{0,64})-----")
 _PEM_HEADER_LINE = re.compile(rb"^[A-Za-z-]+:.*$", re.MULTILINE)
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
-_CERTIFICATE_DECODING_ERRORS = (ValueError, x509.InvalidVersion)
 
 
 @dataclass(frozen=True)
@@ -206,24 +208,30 @@ def _load_pem(data: bytes, source: str) -> tuple[object, tuple[x509.Certificate,
 
 
 def _load_der(data: bytes, source: str) -> tuple[object, tuple[x509.Certificate, ...], str]:
-    try:
-        certificate = _decode_certificate(data)
-    except _CERTIFICATE_DECODING_ERRORS:
-        pass
-    else:
-        _require_parsable_fields(certificate, source)
-        return _certificate_key(certificate, source), (certificate,), "cert-der"
+    # A bare public key first: it is the common case (AWS), and it spares loading the X.509 stack.
     try:
         public_key = serialization.load_der_public_key(data)
     except (ValueError, UnsupportedAlgorithm):
+        pass
+    else:
+        pkcs1_der = _pkcs1_der_or_none(public_key)
+        return public_key, (), "pkcs1-der" if data == pkcs1_der else "spki-der"
+    try:
+        certificate = _decode_certificate(data)
+    except _certificate_decoding_errors():
         _refuse_der_private_key(data, source)
         raise WrappingKeyError(
             f"{source} is neither PEM nor a DER public key or certificate (garbage or truncated?); "
             f"{ACCEPTED_FORMS_HINT}",
             code=UNREADABLE,
         ) from None
-    pkcs1_der = _pkcs1_der_or_none(public_key)
-    return public_key, (), "pkcs1-der" if data == pkcs1_der else "spki-der"
+    _require_parsable_fields(certificate, source)
+    return _certificate_key(certificate, source), (certificate,), "cert-der"
+
+
+def _certificate_decoding_errors() -> tuple[type[BaseException], ...]:
+    from cryptography import x509
+    return (ValueError, x509.InvalidVersion)
 
 
 def _refuse_der_private_key(data: bytes, source: str) -> None:
@@ -249,7 +257,7 @@ def _pkcs1_der_or_none(public_key: object) -> bytes | None:
 def parse_certificate(der: bytes, source: str) -> x509.Certificate:
     try:
         certificate = _decode_certificate(der)
-    except _CERTIFICATE_DECODING_ERRORS as exc:
+    except _certificate_decoding_errors() as exc:
         raise _malformed_certificate(source, exc) from None
     _require_parsable_fields(certificate, source)
     return certificate
@@ -258,6 +266,7 @@ def parse_certificate(der: bytes, source: str) -> x509.Certificate:
 def _decode_certificate(der: bytes) -> x509.Certificate:
     # cryptography warns (on stderr) about RFC 5280 violations it still tolerates, such as a serial number
     # that is not positive; they do not matter for a wrapping key, and only the command line may print.
+    from cryptography import x509   # only when a certificate is really given: the X.509 stack is slow to load
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
         return x509.load_der_x509_certificate(der)
@@ -267,6 +276,7 @@ def _require_parsable_fields(certificate: x509.Certificate, source: str) -> None
     # cryptography decodes names and extensions lazily; touch them now so a malformed certificate is refused
     # here, with a clear message, rather than deep inside the trust checks. A name attribute with an unknown
     # string tag makes cryptography 48 raise KeyError.
+    from cryptography import x509
     try:
         certificate.subject.rfc4514_string()
         certificate.issuer.rfc4514_string()

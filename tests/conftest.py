@@ -26,6 +26,13 @@ def pytest_addoption(parser):
                      help="run the CLI tests against this frozen cssadmin binary instead of the source")
 
 
+def pytest_collection_modifyitems(config, items):
+    # Every test that drives the command line can run against the frozen binary: `-m binary --binary PATH`.
+    for item in items:
+        if "cli" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.binary)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

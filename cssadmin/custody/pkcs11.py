@@ -15,6 +15,7 @@ from pkcs11 import exceptions as p11e
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from .._frozen import restore_library_path
 from ..errors import CustodyError, KeyConflictError
 from ..keymaterial import EC_CURVES
 from ..keytypes import KeyType
@@ -71,6 +72,7 @@ def load_module(path: str):
     if not os.path.isfile(path):
         raise CustodyError(f"PKCS#11 module {path} does not exist", code="MODULE_NOT_FOUND",
                            remedy="common places: " + "; ".join(COMMON_MODULES))
+    restore_library_path()
     try:
         return pkcs11.lib(path)
     except (p11e.PKCS11Error, OSError) as failure:
