@@ -94,6 +94,7 @@ def key_name() -> str:
 
 class Cli:
     def __init__(self, binary: str | None, home: Path):
+        self.frozen = bool(binary)
         self.command = [binary] if binary else [sys.executable, "-m", "cssadmin"]
         self.home = home
 

@@ -37,6 +37,10 @@ def test_version(cli):
     result = cli.run(["--version"])
     assert result.returncode == 0
     assert result.stdout.startswith("cssadmin 0.")
+    for fact in ("python:", "cryptography:", "python-pkcs11:", "openssl:"):
+        assert fact in result.stdout
+    if cli.frozen:
+        assert "commit:" in result.stdout and "build date:" in result.stdout
 
 
 @pytest.mark.parametrize("args, code_name", [
