@@ -6,7 +6,6 @@ importlib.metadata or the packages themselves, which would cost --version tens o
 from __future__ import annotations
 
 import os
-import platform
 import sys
 
 BUILD: dict[str, str] = {}
@@ -30,7 +29,7 @@ def describe(version: str) -> str:
     for key in ("commit", "build_date"):
         if key in BUILD:
             lines.append(f"{key.replace('_', ' ')}: {BUILD[key]}")
-    lines.append(f"python: {BUILD.get('python', platform.python_version())}")
+    lines.append(f"python: {BUILD.get('python', '.'.join(map(str, sys.version_info[:3])))}")
     for package in ("cryptography", "python-pkcs11"):
         lines.append(f"{package}: {BUILD.get(package) or installed_version(package)}")
     lines.append(f"openssl: {BUILD.get('openssl', 'the one bundled with cryptography (shown in frozen builds)')}")
