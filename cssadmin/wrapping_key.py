@@ -325,15 +325,17 @@ def _require_rsa(public_key: object, source: str, *, in_certificate: bool) -> rs
 def key_type_name(public_key: object) -> str:
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         return f"an EC key ({public_key.curve.name})"
-    named_types = {
-        dsa.DSAPublicKey: "a DSA key",
-        ed25519.Ed25519PublicKey: "an Ed25519 key",
-        ed448.Ed448PublicKey: "an Ed448 key",
-        x25519.X25519PublicKey: "an X25519 key",
-        x448.X448PublicKey: "an X448 key",
-        dh.DHPublicKey: "a DH key",
-        rsa.RSAPublicKey: "an RSA key",
-    }
+    with warnings.catch_warnings():   # newer cryptography warns when DH is merely named
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        named_types = {
+            dsa.DSAPublicKey: "a DSA key",
+            ed25519.Ed25519PublicKey: "an Ed25519 key",
+            ed448.Ed448PublicKey: "an Ed448 key",
+            x25519.X25519PublicKey: "an X25519 key",
+            x448.X448PublicKey: "an X448 key",
+            dh.DHPublicKey: "a DH key",
+            rsa.RSAPublicKey: "an RSA key",
+        }
     for key_class, name in named_types.items():
         if isinstance(public_key, key_class):
             return name
