@@ -24,13 +24,19 @@ def installed_version(distribution: str) -> str:
     return "not installed"
 
 
-def describe(version: str) -> str:
-    lines = [f"cssadmin {version}"]
+def facts(version: str) -> dict[str, str]:
+    found = {"version": version}
     for key in ("commit", "build_date"):
         if key in BUILD:
-            lines.append(f"{key.replace('_', ' ')}: {BUILD[key]}")
-    lines.append(f"python: {BUILD.get('python', '.'.join(map(str, sys.version_info[:3])))}")
+            found[key] = BUILD[key]
+    found["python"] = BUILD.get("python", ".".join(map(str, sys.version_info[:3])))
     for package in ("cryptography", "python-pkcs11"):
-        lines.append(f"{package}: {BUILD.get(package) or installed_version(package)}")
-    lines.append(f"openssl: {BUILD.get('openssl', 'the one bundled with cryptography (shown in frozen builds)')}")
+        found[package] = BUILD.get(package) or installed_version(package)
+    found["openssl"] = BUILD.get("openssl", "the one bundled with cryptography (shown in frozen builds)")
+    return found
+
+
+def describe(version: str) -> str:
+    lines = [f"cssadmin {version}"]
+    lines += [f"{key.replace('_', ' ')}: {value}" for key, value in facts(version).items() if key != "version"]
     return "\n".join(lines)

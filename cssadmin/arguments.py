@@ -37,6 +37,11 @@ MODULE_VARIABLE = "CSSADMIN_PKCS11_MODULE"
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
+        if message.startswith("unrecognized arguments:"):
+            # Never repeat what followed an unknown option: it may be a PIN typed as `--pin 1234`.
+            options = sorted({word.split("=")[0] for word in message.split()[2:] if word.startswith("-")})
+            message = (f"unrecognized arguments: {', '.join(options) or 'extra positional arguments'} "
+                       "(values not shown; PINs and passphrases are never taken on the command line)")
         raise UsageError(message)
 
 

@@ -8,6 +8,7 @@ who, when and what - never a secret. Nothing here prints.
 """
 from __future__ import annotations
 
+import errno
 import getpass
 import hashlib
 import json
@@ -100,9 +101,8 @@ def append_record(path: str | os.PathLike, record: Mapping) -> dict:
     if clashing:
         raise ValueError(f"record fields {sorted(clashing)} are set by the audit log itself")
     try:
-        _make_private_dirs(log_path.parent)
         created = not log_path.exists()
-        descriptor = os.open(log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
+        descriptor = _open_log(log_path)
     except OSError as failure:
         raise _write_failed(log_path, failure) from None
     try:
@@ -114,6 +114,35 @@ def append_record(path: str | os.PathLike, record: Mapping) -> dict:
         raise _write_failed(log_path, failure) from None
     finally:
         os.close(descriptor)
+
+
+def check_appendable(path: str | os.PathLike) -> None:
+    """Before an export starts: the log can be opened for appending and its last line is whole, so a
+    run is not refused for its audit record only after the key has been made and exported."""
+    log_path = Path(path)
+    try:
+        if os.path.lexists(log_path):
+            descriptor = os.open(log_path, os.O_RDWR | os.O_APPEND | getattr(os, "O_BINARY", 0)
+                                 | getattr(os, "O_NOFOLLOW", 0))
+            try:
+                _last_line(descriptor, os.fstat(descriptor).st_size)
+            finally:
+                os.close(descriptor)
+            return
+        ancestor = next(parent for parent in log_path.parents if os.path.lexists(parent))
+        if not ancestor.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(ancestor))
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "cannot create the log there", str(ancestor))
+    except OSError as failure:
+        raise _write_failed(log_path, failure) from None
+
+
+def _open_log(log_path: Path) -> int:
+    # O_NOFOLLOW: a symlink planted at the log's name must not redirect the appends.
+    _make_private_dirs(log_path.parent)
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    return os.open(log_path, flags, 0o600)
 
 
 def _append_locked(descriptor: int, log_path: Path, record: Mapping) -> dict:

@@ -16,6 +16,9 @@ def _json_requested(argv: list[str]) -> bool:
     return "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
 
 
+INTERRUPTED_EXIT = 130   # 128 + SIGINT, as shells report it
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     as_json = _json_requested(argv)
@@ -32,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         namespace = parse(argv)
         if namespace.version:
-            print(version_text())
+            if as_json:
+                from ._build_info import facts
+                _render_success({"ok": True, **facts(__version__)}, as_json)
+            else:
+                print(version_text())
             return 0
         from .commands import dispatch
         result = dispatch(namespace)
@@ -40,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         _render_failure(failure, as_json)
         return failure.exit_code
     except KeyboardInterrupt:
-        _render_failure(CssadminError("interrupted", code="INTERRUPTED"), as_json)
-        return 1
+        _render_failure(CssadminError("interrupted; no output was written unless it is listed as verified",
+                                      code="INTERRUPTED"), as_json)
+        return INTERRUPTED_EXIT
     except Exception as bug:  # the one place a bug is caught: report it, traceback only on request
         if verbose:
             import traceback

@@ -63,7 +63,11 @@ def export(namespace: argparse.Namespace) -> dict:
         require_removable=namespace.require_removable,
         allow_weaker_kek=namespace.allow_weaker_kek,
     )
-    report = Export(request, lambda: _open_custody(namespace)).run()
+    export = Export(request, lambda: _open_custody(namespace))
+    if not namespace.no_audit:
+        from .audit import check_appendable, default_audit_path
+        check_appendable(namespace.audit_log or default_audit_path())
+    report = export.run()
     if not namespace.no_audit:
         _audit(report, namespace.audit_log)
     return report.as_dict()
@@ -105,12 +109,12 @@ def _check_conflicts(namespace: argparse.Namespace) -> None:
 
 
 def _secret_source(file_path: str | None, variable: str | None, what: str, prompt: str):
-    def read() -> str:
+    def read(*, confirm: bool = False) -> str:
         if file_path:
             return secret_input.from_file(file_path, what)
         if variable:
             return secret_input.from_env(variable, what)
-        return secret_input.from_terminal(prompt, what)
+        return secret_input.from_terminal(prompt, what, confirm=confirm)
     return read
 
 
@@ -120,7 +124,9 @@ def _open_custody(namespace: argparse.Namespace):
         return SoftwareKeystore(namespace.keystore, _secret_source(
             namespace.passphrase_file, namespace.passphrase_env, "passphrase", "Keystore passphrase: "))
     from .custody.pkcs11 import Pkcs11Custody, TokenSelector
-    module = namespace.pkcs11_module or os.environ.get("CSSADMIN_PKCS11_MODULE", "")
+    from .arguments import MODULE_VARIABLE
+    module = namespace.pkcs11_module or os.environ.get(MODULE_VARIABLE, "")
     label = namespace.token or namespace.cardset or namespace.softcard
     return Pkcs11Custody(module, TokenSelector(label=label, slot_id=namespace.module),
-                         _secret_source(namespace.pin_file, namespace.pin_env, "PIN", "Token PIN: "))
+                         _secret_source(namespace.pin_file, namespace.pin_env, "PIN", "Token PIN: "),
+                         force_login=bool(namespace.cardset or namespace.softcard))

@@ -6,7 +6,7 @@ directory before WRAPPED except the pre-flight check at PARSED.
 """
 from __future__ import annotations
 
-import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -14,15 +14,12 @@ from typing import Callable
 
 from . import __version__, manifest, output
 from .custody import Custody, KeyRef
-from .errors import UsageError
+from .keynames import check_key_name
 from .keytypes import KeyType
 from .providers.base import Options, Provider, Wrapped
 from .schemes import WrapScheme
 from .strength import StrengthVerdict, judge_kek
 from .wrapping_key import WrappingKey, check_expected_fingerprints, load_wrapping_key_file
-
-KEY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
-
 
 class State(Enum):
     PARSED = 1
@@ -78,12 +75,6 @@ class Report:
                 "warnings": self.warnings}
 
 
-def check_key_name(name: str) -> None:
-    if not KEY_NAME.fullmatch(name):
-        raise UsageError(f"key name {name!r} is not allowed: use 1-64 of A-Z a-z 0-9 . _ -, "
-                         "not starting with '.' or '-'", code="BAD_KEY_NAME")
-
-
 class Export:
     def __init__(self, request: Request, open_custody: Callable[[], Custody],
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
@@ -93,6 +84,9 @@ class Export:
         provider = request.provider
         check_key_name(request.key_name)
         provider.check_options(request.options)
+        provider.check_trust_options([flag for flag, given in (
+            ("--ca-bundle", request.trust.ca_bundle), ("--pins", request.trust.pins),
+            ("--trust-unpinned", request.trust.trust_unpinned)) if given])
         self.key_type: KeyType = provider.key_type(request.key_type)
         self.output_names = provider.output_names(request.key_name, self.key_type, request.options) + [
             manifest.manifest_name(request.key_name)]
@@ -101,96 +95,88 @@ class Export:
         self.warnings: list[str] = list(provider.warnings(request.options))
         self.state = State.PARSED
 
-    def _advance(self, source: State, target: State) -> None:
+    @contextmanager
+    def _step(self, target: State):
+        """The only way into `target`: from the state just before it, and only if the step succeeds."""
+        source = State(target.value - 1)
         if self.state is not source:
             raise IllegalTransition(f"{target.name} needs {source.name}, but the export is at {self.state.name}")
+        yield
         self.state = target
-
-    def _require(self, state: State) -> None:
-        if self.state is not state:
-            raise IllegalTransition(f"this step needs {state.name}, but the export is at {self.state.name}")
 
     # --- the steps, in order ---------------------------------------------------------------
     def load_wrapping_key(self) -> None:
-        self._require(State.PARSED)
-        self.kek: WrappingKey = load_wrapping_key_file(self.request.wrap_key_path)
-        self._advance(State.PARSED, State.KEK_LOADED)
+        with self._step(State.KEK_LOADED):
+            self.kek: WrappingKey = load_wrapping_key_file(self.request.wrap_key_path)
 
     def trust_wrapping_key(self) -> None:
-        self._require(State.KEK_LOADED)
-        request, provider = self.request, self.request.provider
-        provider.check_wrapping_key(self.kek, request.options)
-        self.pinned_by: str | None = None
-        self.certificate: dict | None = None
-        if provider.needs_certificate:
-            from . import trust
-            verdict = trust.verify_certificate(
-                self.kek, provider=provider.name, now=self._now(),
-                ca_bundle=trust.load_ca_bundle(request.trust.ca_bundle) if request.trust.ca_bundle else None,
-                expected_fingerprints=list(request.trust.expected_fingerprints),
-                pins=trust.load_pins(request.trust.pins) if request.trust.pins else None,
-                trust_unpinned=request.trust.trust_unpinned)
-            self.pinned_by = verdict.pinned_by
-            self.certificate = {"chain": list(verdict.chain),
-                                "not_after": verdict.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")}
-            self.warnings.extend(verdict.warnings)
-        elif request.trust.expected_fingerprints:
-            check_expected_fingerprints(self.kek, list(request.trust.expected_fingerprints))
-            self.pinned_by = "expect-fingerprint"
-        self._advance(State.KEK_LOADED, State.KEK_TRUSTED)
+        with self._step(State.KEK_TRUSTED):
+            request, provider = self.request, self.request.provider
+            provider.check_wrapping_key(self.kek, request.options)
+            self.pinned_by: str | None = None
+            self.certificate: dict | None = None
+            if provider.needs_certificate:
+                from . import trust
+                verdict = trust.verify_certificate(
+                    self.kek, provider=provider.name, now=self._now(),
+                    ca_bundle=trust.load_ca_bundle(request.trust.ca_bundle) if request.trust.ca_bundle else None,
+                    expected_fingerprints=list(request.trust.expected_fingerprints),
+                    pins=trust.load_pins(request.trust.pins) if request.trust.pins else None,
+                    trust_unpinned=request.trust.trust_unpinned)
+                self.pinned_by = verdict.pinned_by
+                self.certificate = {"chain": list(verdict.chain),
+                                    "not_after": verdict.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")}
+                self.warnings.extend(verdict.warnings)
+            elif request.trust.expected_fingerprints:
+                check_expected_fingerprints(self.kek, list(request.trust.expected_fingerprints))
+                self.pinned_by = "expect-fingerprint"
 
     def apply_policy(self) -> None:
-        self._require(State.KEK_TRUSTED)
-        provider = self.request.provider
-        self.algorithm, self.scheme = provider.choose_algorithm(self.key_type, self.kek, self.request.options)
-        self.strength: StrengthVerdict = judge_kek(
-            self.kek.bits, self.key_type, provider.strongest_kek,
-            allow_weaker=self.request.allow_weaker_kek, remedy=provider.kek_remedy(self.kek.bits))
-        if self.strength.warning:
-            self.warnings.append(self.strength.warning)
-        if self.request.options.allow_deprecated and self.algorithm in provider.deprecated:
-            self.warnings.append(f"--allow-deprecated: {self.algorithm}: {provider.deprecated[self.algorithm]}")
-        self._advance(State.KEK_TRUSTED, State.POLICY_OK)
+        with self._step(State.POLICY_OK):
+            provider = self.request.provider
+            self.algorithm, self.scheme = provider.choose_algorithm(self.key_type, self.kek, self.request.options)
+            self.strength: StrengthVerdict = judge_kek(
+                self.kek.bits, self.key_type, provider.strongest_kek,
+                allow_weaker=self.request.allow_weaker_kek, remedy=provider.kek_remedy(self.kek.bits))
+            if self.strength.warning:
+                self.warnings.append(self.strength.warning)
+            if self.request.options.allow_deprecated and self.algorithm in provider.deprecated:
+                self.warnings.append(f"--allow-deprecated: {self.algorithm}: {provider.deprecated[self.algorithm]}")
 
     def ready_key(self) -> None:
-        self._require(State.POLICY_OK)
-        self.custody: Custody = self._open_custody()
-        self.key: KeyRef = self.custody.get_or_create(self.request.key_name, self.key_type)
-        if self.custody.protection == "software":
-            self.warnings.append("the key is held in a software keystore, not an HSM: it has existed in "
-                                 "plaintext in this computer's memory")
-        self._advance(State.POLICY_OK, State.KEY_READY)
+        with self._step(State.KEY_READY):
+            self.custody: Custody = self._open_custody()
+            self.key: KeyRef = self.custody.get_or_create(self.request.key_name, self.key_type)
+            if self.custody.protection == "software":
+                self.warnings.append("the key is held in a software keystore, not an HSM: it has existed in "
+                                     "plaintext in this computer's memory")
 
     def verify_mechanism(self) -> None:
-        self._require(State.KEY_READY)
-        self.custody.self_test(self.key_type, self.scheme)
-        self._advance(State.KEY_READY, State.MECHANISM_VERIFIED)
+        with self._step(State.MECHANISM_VERIFIED):
+            self.custody.self_test(self.key_type, self.scheme)
 
     def wrap(self) -> None:
-        self._require(State.MECHANISM_VERIFIED)
-        custody, key = self.custody, self.key
-        blob = custody.wrap(key, self.scheme, self.kek.public_key)
-        self.wrapped = Wrapped(
-            key_name=key.name, key_type=self.key_type, algorithm=self.algorithm, blob=blob,
-            secret_sha256=custody.secret_sha256(key) if not self.key_type.is_private_key else None,
-            public_key_pem=custody.public_key_pem(key),
-            generator=f"cssadmin {__version__}; {custody.description}")
-        self._advance(State.MECHANISM_VERIFIED, State.WRAPPED)
+        with self._step(State.WRAPPED):
+            custody, key = self.custody, self.key
+            blob = custody.wrap(key, self.scheme, self.kek.public_key)
+            self.wrapped = Wrapped(
+                key_name=key.name, key_type=self.key_type, algorithm=self.algorithm, blob=blob,
+                secret_sha256=custody.secret_sha256(key) if not self.key_type.is_private_key else None,
+                public_key_pem=custody.public_key_pem(key),
+                generator=f"cssadmin {__version__}; {custody.description}")
 
     def write(self) -> None:
-        self._require(State.WRAPPED)
-        files = [(f.name, f.data) for f in self.request.provider.outputs(self.wrapped, self.request.options)]
-        files.append((manifest.manifest_name(self.key.name), manifest.build_manifest(
-            tool_version=__version__, provider=self.request.provider.name, key_name=self.key.name,
-            key_type=self.key_type.name, algorithm=self.algorithm, wrapping_key_sha256_spki=self.kek.sha256_spki,
-            wrapping_key_sha256_cert=self.kek.sha256_cert, created_utc=self._now(), files=files)))
-        self.written = output.write_all(self.request.out_dir, files, self.request.force)
-        self._advance(State.WRAPPED, State.WRITTEN)
+        with self._step(State.WRITTEN):
+            files = [(f.name, f.data) for f in self.request.provider.outputs(self.wrapped, self.request.options)]
+            files.append((manifest.manifest_name(self.key.name), manifest.build_manifest(
+                tool_version=__version__, provider=self.request.provider.name, key_name=self.key.name,
+                key_type=self.key_type.name, algorithm=self.algorithm, wrapping_key_sha256_spki=self.kek.sha256_spki,
+                wrapping_key_sha256_cert=self.kek.sha256_cert, created_utc=self._now(), files=files)))
+            self.written = output.write_all(self.request.out_dir, files, self.request.force)
 
     def verify(self) -> Report:
-        self._require(State.WRITTEN)
-        output.verify_all(self.written)
-        self._advance(State.WRITTEN, State.VERIFIED)
+        with self._step(State.VERIFIED):
+            output.verify_all(self.written)
         return self._report()
 
     def run(self) -> Report:
@@ -217,7 +203,7 @@ class Export:
         wrapping_key = {"sha256_spki": kek.sha256_spki, "bits": kek.bits,
                         "strength": self.strength.kek_strength, "required_strength": self.strength.required,
                         "sha256_cert": kek.sha256_cert, "pinned_by": self.pinned_by,
-                        "trust_unpinned": self.request.trust.trust_unpinned and self.pinned_by is None,
+                        "trust_unpinned": self.certificate is not None and self.pinned_by is None,
                         "certificate": self.certificate,
                         "allow_weaker_kek": self.strength.weaker_allowed}
         return Report(

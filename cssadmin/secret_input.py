@@ -41,8 +41,15 @@ def from_env(variable: str, what: str = "PIN") -> str:
     return _non_empty(value, f"environment variable {variable}")
 
 
-def from_terminal(prompt: str, what: str = "PIN") -> str:
+def from_terminal(prompt: str, what: str = "PIN", *, confirm: bool = False) -> str:
     """Prompt on the controlling terminal; refuse rather than read a secret that would echo."""
+    value = _prompt(prompt, what)
+    if confirm and _prompt(f"Repeat {what.lower()}: ", what) != value:
+        raise CustodyError(f"the two {what}s typed differ; nothing was created", code="SECRET_SOURCE_UNUSABLE")
+    return value
+
+
+def _prompt(prompt: str, what: str) -> str:
     if not sys.stdin or not sys.stdin.isatty():
         raise CustodyError(f"no {what} source: standard input is not a terminal",
                            code="SECRET_SOURCE_UNUSABLE",

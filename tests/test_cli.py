@@ -143,3 +143,58 @@ def test_json_failure_prints_only_one_object(cli, tmp_path):
     assert result.returncode == 3
     assert json.loads(result.stdout)["error"]["exit"] == 3
     assert result.stdout.count("\n") == 1
+
+
+def test_a_pin_typed_on_the_command_line_is_not_echoed(cli, tmp_path, kek4096):
+    code, error = failure(cli, ["aws", "k", str(kek4096), "RSAES_OAEP_SHA_1", "--pin", "271828"])
+    assert code == 2 and "271828" not in error["message"] and "--pin" in error["message"]
+    result = cli.run(["aws", "k", str(kek4096), "RSAES_OAEP_SHA_1", "--pin=271828"])
+    assert result.returncode == 2 and "271828" not in result.stderr + result.stdout
+
+
+def test_json_version(cli):
+    code, report = cli.json(["--version"])
+    assert code == 0 and report["ok"] is True
+    assert report["version"].startswith("0.") and report["cryptography"] and report["python-pkcs11"]
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["aws", "k", "KEK", "RSAES_OAEP_SHA_1", "--csek-uri", "https://x"], "--csek-uri"),
+    (["aws", "k", "KEK", "RSAES_OAEP_SHA_1", "-a", "https://v.vault.azure.net/keys/k/" + "0" * 32], "--azure-kek"),
+    (["salesforce", "k", "KEK", "RSAES_OAEP_SHA_1", "--import-method", "RSA_OAEP_4096_SHA256"], "--import-method"),
+    (["aws", "k", "KEK", "RSAES_OAEP_SHA_1", "--trust-unpinned"], "--trust-unpinned"),
+    (["google-cloud-key-management", "k", "KEK", "--pins", "pins.json"], "--pins"),
+])
+def test_options_of_another_provider_are_refused_not_ignored(cli, tmp_path, kek4096, args, flag):
+    args = [str(kek4096) if arg == "KEK" else arg for arg in args]
+    code, error = failure(cli, args)
+    assert code == 2 and error["code"] == "OPTION_NOT_APPLICABLE" and flag in error["message"]
+
+
+@pytest.mark.parametrize("bits", [3072, 4096])
+def test_gce_uses_only_googles_rsa_2048_certificate(cli, tmp_path, bits):
+    import certs
+    from datetime import datetime, timedelta, timezone
+    now = datetime.now(timezone.utc)
+    key = certs.rsa_key(bits)
+    path = certs.write_pem(tmp_path / "c.pem", certs.make_cert("c", key, not_before=now - timedelta(days=1),
+                                                                not_after=now + timedelta(days=9)))
+    code, error = failure(cli, ["google-compute-engine", "k", str(path), "RSAES_OAEP_SHA_1", "--trust-unpinned"])
+    assert code == 3 and "RSA-2048" in error["message"]
+
+
+def test_aws_refuses_a_size_aws_does_not_issue(cli, tmp_path):
+    path = write_spki(rsa_key(2560), tmp_path / "WrappingKey.bin")
+    code, error = failure(cli, ["aws", "k", str(path), "RSAES_OAEP_SHA_1", "--allow-weaker-kek"])
+    assert code == 3 and "RSA_4096" in error["message"]
+
+
+def test_an_unusable_audit_log_fails_before_anything(cli, tmp_path, kek4096):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    out = tmp_path / "out"
+    out.mkdir()
+    code, error = failure(cli, ["aws", "k", str(kek4096), "RSAES_OAEP_SHA_1", "--out-dir", str(out),
+                                "--audit-log", str(blocker / "audit.jsonl")])
+    assert code == 7 and "audit" in error["message"]
+    assert list(out.iterdir()) == []

@@ -33,14 +33,16 @@ needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="need
 
 
 class Passphrase:
-    """A passphrase source that counts how often it was asked."""
+    """A passphrase source that counts how often it was asked, and for what."""
 
     def __init__(self, value: str = PASSPHRASE):
         self.value = value
         self.asked = 0
+        self.confirmations = 0
 
-    def __call__(self) -> str:
+    def __call__(self, *, confirm: bool = False) -> str:
         self.asked += 1
+        self.confirmations += confirm
         return self.value
 
 
@@ -95,6 +97,10 @@ def test_passphrase_asked_once_per_run_and_only_when_needed(tmp_path):
     keystore.get_or_create("b", P256)
     keystore.get_or_create("a", AES)
     assert source.asked == 1
+    assert source.confirmations == 1, "a new key file asks for confirmation at a terminal"
+    reopened, again = open_keystore(tmp_path)
+    reopened.get_or_create("a", AES)
+    assert (again.asked, again.confirmations) == (1, 0), "opening an existing key does not"
 
 
 def test_wrong_passphrase_refused_and_file_untouched(tmp_path):

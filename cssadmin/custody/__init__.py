@@ -5,15 +5,18 @@ Both custodians offer the same operations, so the export does not know which one
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..keytypes import KeyType
 from ..schemes import WrapScheme
 
-# Called only when a secret is really needed, so a run refused earlier never prompts.
-SecretSource = Callable[[], str]
+class SecretSource(Protocol):
+    """Called only when a secret is really needed, so a run refused earlier never prompts. `confirm`
+    asks a person at a terminal to type it twice (a new secret); files and variables ignore it."""
+
+    def __call__(self, *, confirm: bool = False) -> str: ...
 
 
 @dataclass(frozen=True)

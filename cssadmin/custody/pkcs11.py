@@ -7,6 +7,7 @@ C_DigestKey.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import pkcs11
@@ -41,6 +42,8 @@ _HASH_MECHANISMS = {
 }
 
 # DER of the namedCurve OIDs, for CKA_EC_PARAMS.
+RSA_PUBLIC_EXPONENT = (65537).to_bytes(3, "big")
+
 _EC_PARAMS = {
     "secp256r1": bytes.fromhex("06082a8648ce3d030107"),
     "secp384r1": bytes.fromhex("06052b81040022"),
@@ -51,6 +54,15 @@ _EC_PARAMS = {
 # RFC 5649 key wrap with padding. PKCS#11 3.0 names it CKM_AES_KEY_WRAP_KWP; many tokens (SoftHSM2
 # among them) offer it as CKM_AES_KEY_WRAP_PAD. The self-test decides whether the output conforms.
 _KWP_MECHANISMS = (Mechanism.AES_KEY_WRAP_KWP, Mechanism.AES_KEY_WRAP_PAD)
+
+
+@contextmanager
+def token_step(what: str, code: str = "TOKEN_OPERATION_FAILED"):
+    """Turn a token's refusal that no narrower handler named into a custody error saying what failed."""
+    try:
+        yield
+    except p11e.PKCS11Error as failure:
+        raise CustodyError(f"the token failed to {what}: {type(failure).__name__}", code=code) from None
 
 
 @dataclass(frozen=True)
@@ -114,16 +126,19 @@ def select_token(lib, selector: TokenSelector):
 class Pkcs11Custody:
     protection = "hsm"
 
-    def __init__(self, module_path: str, selector: TokenSelector, pin_source: SecretSource):
+    def __init__(self, module_path: str, selector: TokenSelector, pin_source: SecretSource, *,
+                 force_login: bool = False):
         lib = load_module(module_path)
         self._slot, self._token = select_token(lib, selector)
+        self._force_login = force_login
         self.description = (f"{self._token.manufacturer_id.strip()} {self._token.model.strip()} "
                             f"firmware {'.'.join(map(str, self._token.firmware_version))}")
         self._session = self._login(pin_source)
-        self._mechanisms = self._slot.get_mechanisms()
+        with token_step("list its mechanisms"):
+            self._mechanisms = self._slot.get_mechanisms()
 
     def _login(self, pin_source: SecretSource):
-        needs_pin = bool(self._token.flags & TokenFlag.LOGIN_REQUIRED)
+        needs_pin = self._force_login or bool(self._token.flags & TokenFlag.LOGIN_REQUIRED)
         pin = pin_source() if needs_pin else None
         try:
             return self._token.open(rw=True, user_pin=pin)
@@ -142,6 +157,10 @@ class Pkcs11Custody:
 
     # --- finding and creating keys -------------------------------------------------------
     def get_or_create(self, name: str, key_type: KeyType) -> KeyRef:
+        with token_step(f"look up or create key '{name}'"):
+            return self._get_or_create(name, key_type)
+
+    def _get_or_create(self, name: str, key_type: KeyType) -> KeyRef:
         existing = list(self._session.get_objects({Attribute.LABEL: name}))
         if existing:
             return KeyRef(name, key_type, False, self._check_ours(name, key_type, existing))
@@ -156,9 +175,10 @@ class Pkcs11Custody:
         """Destroy the objects of a key this run created and never exported."""
         if not key.created:
             return
-        for obj in self._session.get_objects({Attribute.LABEL: key.name,
-                                              Attribute.ID: MARKER + key.key_type.name.encode()}):
-            obj.destroy()
+        with suppress(p11e.PKCS11Error):   # the error that made us discard is the one to report
+            for obj in self._session.get_objects({Attribute.LABEL: key.name,
+                                                  Attribute.ID: MARKER + key.key_type.name.encode()}):
+                obj.destroy()
 
     def _check_ours(self, name: str, key_type: KeyType, objects):
         ids = {bytes(self._attribute(obj, Attribute.ID) or b"") for obj in objects}
@@ -208,6 +228,7 @@ class Pkcs11Custody:
         public_template = {Attribute.TOKEN: store}
         try:
             if key_type.family == "rsa":
+                public_template[Attribute.PUBLIC_EXPONENT] = RSA_PUBLIC_EXPONENT
                 return self._session.generate_keypair(
                     P11KeyType.RSA, key_type.bits, label=label, id=object_id, store=store, capabilities=0,
                     public_template=public_template, private_template=private_template)
@@ -221,9 +242,9 @@ class Pkcs11Custody:
 
     # --- digest, public half ------------------------------------------------------------
     def secret_sha256(self, key: KeyRef) -> bytes:
-        return self._digest(key.handle)
+        return self.digest_object(key.handle)
 
-    def _digest(self, handle) -> bytes:
+    def digest_object(self, handle) -> bytes:
         try:
             return self._session.digest(handle, mechanism=Mechanism.SHA256)
         except p11e.PKCS11Error as failure:
@@ -234,7 +255,8 @@ class Pkcs11Custody:
     def public_key_pem(self, key: KeyRef) -> bytes | None:
         if not key.key_type.is_private_key:
             return None
-        public = self._public_of(key.handle, key.key_type)
+        with token_step(f"read the public half of key '{key.name}'"):
+            public = self._public_of(key.handle, key.key_type)
         return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
     def _public_of(self, private_handle, key_type: KeyType):
@@ -262,16 +284,18 @@ class Pkcs11Custody:
         })
 
     def wrap(self, key: KeyRef, scheme: WrapScheme, wrapping_key: rsa.RSAPublicKey) -> bytes:
-        return self._wrap_handle(key.handle, scheme, wrapping_key)
+        return self.wrap_object(key.handle, scheme, wrapping_key)
 
-    def _wrap_handle(self, handle, scheme: WrapScheme, wrapping_key: rsa.RSAPublicKey) -> bytes:
-        kek = self._import_public(wrapping_key)
+    def wrap_object(self, handle, scheme: WrapScheme, wrapping_key: rsa.RSAPublicKey) -> bytes:
+        with token_step("import the wrapping key as a session object"):
+            kek = self._import_public(wrapping_key)
         try:
             if scheme.kind == "rsa_aes":
                 return self._wrap_rsa_aes(handle, scheme, kek)
             return self._wrap_rsa(handle, scheme, kek)
         finally:
-            kek.destroy()
+            with suppress(p11e.PKCS11Error):   # a session object; closing the session removes it anyway
+                kek.destroy()
 
     def _wrap_rsa(self, handle, scheme: WrapScheme, kek) -> bytes:
         if scheme.kind == "pkcs1v15":
@@ -288,9 +312,10 @@ class Pkcs11Custody:
     def _wrap_rsa_aes(self, handle, scheme: WrapScheme, kek) -> bytes:
         """OAEP(E) || KWP(E, target), both in the token, with a one-time session AES key E."""
         kwp = self._kwp_mechanism()
-        ephemeral = self._session.generate_key(
-            P11KeyType.AES, 256, store=False, capabilities=0,
-            template={**self._key_template(False), Attribute.WRAP: True})
+        with token_step("generate the one-time AES-256 key of RSA-AES key wrap", code="MECHANISM_FAILED"):
+            ephemeral = self._session.generate_key(
+                P11KeyType.AES, 256, store=False, capabilities=0,
+                template={**self._key_template(False), Attribute.WRAP: True})
         try:
             wrapped_target = ephemeral.wrap_key(handle, mechanism=kwp)
             wrapped_ephemeral = self._wrap_rsa(ephemeral, WrapScheme("oaep", scheme.hash), kek)
@@ -298,7 +323,8 @@ class Pkcs11Custody:
             raise CustodyError(f"the token refused AES key wrap with padding ({kwp.name}): "
                                f"{type(failure).__name__}", code="MECHANISM_FAILED") from None
         finally:
-            ephemeral.destroy()
+            with suppress(p11e.PKCS11Error):   # a session object; closing the session removes it anyway
+                ephemeral.destroy()
         return wrapped_ephemeral + wrapped_target
 
     def _kwp_mechanism(self):
@@ -316,7 +342,8 @@ class Pkcs11Custody:
 
     # --- self-test ---------------------------------------------------------------------
     def self_test(self, key_type: KeyType, scheme: WrapScheme) -> None:
-        selftest.run(self, key_type, scheme)
+        with token_step(f"run the mechanism self-test for {scheme.describe()}", code="SELF_TEST_FAILED"):
+            selftest.run(self, key_type, scheme)
 
     def throwaway_secret(self, length: int):
         """A session secret of `length` bytes: AES for 16/24/32, otherwise a generic secret."""
@@ -330,12 +357,6 @@ class Pkcs11Custody:
     def throwaway_pair(self, key_type: KeyType):
         public, private = self._generate_pair(None, b"cssadmin-self-test", key_type, store=False)
         return private, public_from_object(public, key_type)
-
-    def wrap_throwaway(self, handle, scheme: WrapScheme, wrapping_key: rsa.RSAPublicKey) -> bytes:
-        return self._wrap_handle(handle, scheme, wrapping_key)
-
-    def digest_throwaway(self, handle) -> bytes:
-        return self._digest(handle)
 
     def kwp_name(self) -> str:
         return "CKM_" + self._kwp_mechanism().name

@@ -55,8 +55,8 @@ def _unwrap(private, scheme: WrapScheme, blob: bytes) -> bytes:
 def _probe_secret(token, length: int, scheme: WrapScheme, private) -> None:
     handle = token.throwaway_secret(length)
     try:
-        blob = token.wrap_throwaway(handle, scheme, private.public_key())
-        expected_sha256 = token.digest_throwaway(handle)
+        blob = token.wrap_object(handle, scheme, private.public_key())
+        expected_sha256 = token.digest_object(handle)
     finally:
         token.destroy(handle)
     recovered = _unwrap(private, scheme, blob)
@@ -76,7 +76,7 @@ def _probe_secret(token, length: int, scheme: WrapScheme, private) -> None:
 def _probe_pair(token, key_type: KeyType, scheme: WrapScheme, private) -> None:
     handle, token_public = token.throwaway_pair(key_type)
     try:
-        blob = token.wrap_throwaway(handle, scheme, private.public_key())
+        blob = token.wrap_object(handle, scheme, private.public_key())
     finally:
         token.destroy(handle)
     problem = pkcs8_problem(_unwrap(private, scheme, blob), token_public)

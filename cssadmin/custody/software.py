@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap
 from .. import softwrap
 from ..durable import fsync_directory, write_fully
 from ..errors import CustodyError, KeyConflictError, UsageError
-from ..export import KEY_NAME
+from ..keynames import KEY_NAME
 from ..keymaterial import EC_CURVES, der_length, pkcs8_problem
 from ..keytypes import KEY_TYPES, KeyType
 from ..schemes import WrapScheme
@@ -359,9 +359,11 @@ class SoftwareKeystore:
         self._scrypt_n = scrypt_n or SCRYPT_N
         self._materials: list[Material] = []
 
-    def _passphrase_once(self) -> str:
+    def _passphrase_once(self, *, new: bool = False) -> str:
+        """Asked once per run; for a new key file a terminal prompt asks twice, since a mistyped
+        passphrase would lock away a key that may already be in a cloud."""
         if self._passphrase is None:
-            self._passphrase = self._passphrase_source()
+            self._passphrase = self._passphrase_source(confirm=new)
         return self._passphrase
 
     def path_of(self, name: str) -> str:
@@ -406,7 +408,7 @@ class SoftwareKeystore:
         return material_from_plaintext(key_type, plaintext, sealed, path)
 
     def _create(self, path: str, name: str, key_type: KeyType) -> Material:
-        passphrase = self._passphrase_once()   # before a slow RSA generation, so a refusal costs nothing
+        passphrase = self._passphrase_once(new=True)   # before a slow RSA generation, so a refusal costs nothing
         key = generate(key_type)
         if key_type.family == "aes":
             plaintext, private_key, public_pem = key, None, None

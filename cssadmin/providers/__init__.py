@@ -1,6 +1,8 @@
 """The clouds cssadmin exports to, by the seed's provider names."""
 from __future__ import annotations
 
+import importlib
+
 from ..errors import UsageError
 from .base import Provider
 
@@ -19,12 +21,5 @@ def get_provider(name: str) -> Provider:
     if name not in PROVIDER_NAMES:
         raise UsageError(f"unknown provider {name!r}; one of: {', '.join(PROVIDER_NAMES)}",
                          code="UNKNOWN_PROVIDER")
-    module_name = name.replace("-", "_")
-    try:
-        module = __import__(f"{__name__}.{module_name}", fromlist=["PROVIDER"])
-    except ModuleNotFoundError as missing:
-        if missing.name != f"{__name__}.{module_name}":
-            raise
-        raise UsageError(f"provider {name!r} is not implemented in this version of cssadmin",
-                         code="PROVIDER_NOT_IMPLEMENTED") from None
+    module = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
     return module.PROVIDER

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import schemes
-from ..errors import PolicyError
+from ..errors import PolicyError, WrappingKeyError
 from ..keytypes import KeyType
 from ..schemes import WrapScheme
 from ..wrapping_key import WrappingKey
@@ -17,8 +17,17 @@ _AWS_KEY_SPECS = {
 }
 
 
+WRAPPING_KEY_SPECS = (2048, 3072, 4096)
+
+
 @dataclass(frozen=True)
 class Aws(Provider):
+    def check_wrapping_key(self, kek: WrappingKey, options: Options) -> None:
+        if kek.bits not in WRAPPING_KEY_SPECS:
+            raise WrappingKeyError(f"AWS KMS wrapping keys are RSA_2048, RSA_3072 or RSA_4096; this one is "
+                                   f"RSA-{kek.bits}", code="WRAPPING_KEY_WRONG_SIZE",
+                                   remedy="use the WrappingKey file from the key's ImportParameters")
+
     def kek_remedy(self, kek_bits: int) -> str | None:
         return "download the import parameters again with the RSA_4096 wrapping key spec"
 
@@ -45,10 +54,9 @@ class Aws(Provider):
         return [OutputFile(f"{wrapped.key_name}-wrapped", wrapped.blob)]
 
     def next_step(self, wrapped: Wrapped, options: Options) -> str:
-        return (f"aws kms import-key-material --key-id <KEY_ID of a {_AWS_KEY_SPECS[wrapped.key_type.name]} key "
-                f"with origin EXTERNAL> --encrypted-key-material fileb://{wrapped.key_name}-wrapped "
-                "--import-token fileb://<ImportToken file from the same ImportParameters> "
-                "--expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE")
+        return ("aws kms import-key-material --key-id <KEY_ID> "
+                f"--encrypted-key-material fileb://{wrapped.key_name}-wrapped "
+                "--import-token fileb://<ImportToken_*.bin> --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE")
 
 
 PROVIDER = Aws(

@@ -20,6 +20,10 @@ class OutputFile:
     data: bytes
 
 
+# The provider-specific options, by Options field, as the command line spells them.
+OPTION_FLAGS = {"import_method": "--import-method", "azure_kek": "-a/--azure-kek", "csek_uri": "--csek-uri"}
+
+
 @dataclass(frozen=True)
 class Options:
     """The provider-specific command-line values, already syntactically checked by the CLI."""
@@ -54,7 +58,7 @@ class Provider:
     strongest_kek: int                         # strength of the strongest wrapping key the cloud offers
     deprecated: Mapping[str, str] = field(default_factory=dict)   # algorithm -> why
     needs_certificate: bool = False
-    implemented: bool = True
+    takes: frozenset[str] = frozenset()        # which OPTION_FLAGS this provider uses
 
     # --- request checks, before anything is loaded -------------------------------------------
     def key_type(self, requested: str | None) -> KeyType:
@@ -68,6 +72,10 @@ class Provider:
     def check_options(self, options: Options) -> None:
         """The provider's own arguments, before anything is loaded: syntax (exit 2), then policy (exit 4)."""
         from . import KNOWN_ALGORITHMS
+        foreign = [flag for field_name, flag in OPTION_FLAGS.items()
+                   if getattr(options, field_name) is not None and field_name not in self.takes]
+        if foreign:
+            raise UsageError(f"{self.name} does not take {', '.join(foreign)}", code="OPTION_NOT_APPLICABLE")
         if not self.wrap_alg_positional:
             if options.wrap_alg is not None:
                 raise UsageError(f"{self.name} takes no wrapAlg argument (got {options.wrap_alg!r})")
@@ -85,6 +93,11 @@ class Provider:
         if name in self.deprecated and not options.allow_deprecated:
             raise PolicyError(f"{name} is deprecated: {self.deprecated[name]}", code="ALGORITHM_DEPRECATED",
                               remedy="choose another algorithm, or pass --allow-deprecated")
+
+    def check_trust_options(self, certificate_options: list[str]) -> None:
+        if certificate_options and not self.needs_certificate:
+            raise UsageError(f"{self.name}'s wrapping key is a bare public key, so {', '.join(certificate_options)} "
+                             "do not apply (--expect-fingerprint does)", code="OPTION_NOT_APPLICABLE")
 
     # --- wrapping key rules (exit 3) and algorithm choice (exit 4) --------------------------
     def check_wrapping_key(self, kek: WrappingKey, options: Options) -> None:

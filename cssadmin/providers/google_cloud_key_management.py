@@ -94,5 +94,6 @@ PROVIDER = GoogleCloudKms(
     default_key_type="RSA-2048",
     algorithms={},
     wrap_alg_positional=False,
+    takes=frozenset({"import_method"}),
     strongest_kek=152,
 )

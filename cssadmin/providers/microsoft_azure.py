@@ -64,5 +64,6 @@ PROVIDER = MicrosoftAzure(
     default_key_type="RSA-2048",
     algorithms={},
     wrap_alg_positional=False,
+    takes=frozenset({"azure_kek"}),
     strongest_kek=152,
 )
