@@ -35,9 +35,12 @@ class Written:
 
 
 def checkpoint(step: str) -> None:
-    """Test hook: stop here (for a test to kill the process) when CSSADMIN_TEST_PAUSE_AT names this step."""
+    """Test hook: stop here, for a test to kill the process, when CSSADMIN_TEST_PAUSE_AT names this step.
+
+    The one write to stderr outside the CLI, and only under the test variable: it names the process
+    to kill, which in a frozen binary is not the one the test started (the bootloader's child)."""
     if os.environ.get(PAUSE_VARIABLE) == step:
-        sys.stderr.write(f"cssadmin: paused at {step}\n")
+        sys.stderr.write(f"cssadmin: paused at {step} (pid {os.getpid()})\n")
         sys.stderr.flush()
         while True:
             time.sleep(60)

@@ -41,14 +41,15 @@ def popen(cli, args: list[str], *, token, env: dict, stdout) -> subprocess.Popen
                             stdout=stdout, stderr=subprocess.PIPE)
 
 
-def wait_for_pause(process: subprocess.Popen, step: str, timeout: float = PAUSE_TIMEOUT) -> None:
-    """Read stderr until the pause line; fail (after killing the process) on exit or timeout."""
-    wanted = f"cssadmin: paused at {step}".encode()
+def wait_for_pause(process: subprocess.Popen, step: str, timeout: float = PAUSE_TIMEOUT) -> int:
+    """Read stderr until the pause line and return the paused process's pid (in a frozen binary, the
+    bootloader's child); fail (after killing the process) on exit or timeout."""
+    wanted = re.compile(rf"cssadmin: paused at {re.escape(step)} \(pid (\d+)\)\n".encode())
     seen = b""
     deadline = time.monotonic() + timeout
     with selectors.DefaultSelector() as selector:
         selector.register(process.stderr, selectors.EVENT_READ)
-        while wanted not in seen:
+        while not wanted.search(seen):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not selector.select(remaining):
                 process.kill()
@@ -59,6 +60,7 @@ def wait_for_pause(process: subprocess.Popen, step: str, timeout: float = PAUSE_
                 process.wait()
                 pytest.fail(f"exited with {process.returncode} before pausing at {step}; stderr: {seen!r}")
             seen += chunk
+    return int(wanted.search(seen).group(1))
 
 
 def temp_name_pattern(final_name: str) -> re.Pattern:
@@ -76,9 +78,12 @@ def kill_at(cli, token, args: list[str], step: str, tmp_path: Path) -> None:
     with open(tmp_path / f"paused-stdout-{step}", "wb") as stdout:
         process = popen(cli, ["--json"] + args, token=token, env={"CSSADMIN_TEST_PAUSE_AT": step}, stdout=stdout)
         try:
-            wait_for_pause(process, step)
-            process.send_signal(signal.SIGKILL)
-            assert process.wait(timeout=30) == -signal.SIGKILL
+            paused = wait_for_pause(process, step)
+            os.kill(paused, signal.SIGKILL)
+            status = process.wait(timeout=30)
+            # From source the paused process is the one started; a frozen binary's bootloader reports
+            # its child's death by SIGKILL as that signal or as 128 + 9.
+            assert status in (-signal.SIGKILL, 128 + signal.SIGKILL), status
         finally:
             if process.poll() is None:
                 process.kill()
