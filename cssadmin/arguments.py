@@ -28,6 +28,7 @@ exit codes:
   6  key conflict (a key of that name exists but was not made by cssadmin, or has another type)
   7  output error (file exists without --force, destination missing, unwritable or not
      removable, write or read-back failed, disk full)
+130  interrupted (Ctrl-C)
 
 PINs and passphrases are never taken on the command line: use --pin-file (mode 0600),
 --pin-env VAR, or the terminal prompt."""

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+ON_WINDOWS = os.name == "nt"   # a module constant, so tests can take the Windows branches on Linux
+
 
 def write_fully(descriptor: int, data: bytes) -> None:
     """os.write may write less than asked (signals, pipes, some filesystems); loop until done."""
@@ -14,7 +16,7 @@ def write_fully(descriptor: int, data: bytes) -> None:
 def fsync_directory(directory: str | os.PathLike) -> None:
     """Make a rename or a new file's name durable. Windows cannot open a directory for fsync; NTFS
     journals the rename itself."""
-    if os.name == "nt":
+    if ON_WINDOWS:
         return
     descriptor = os.open(directory, os.O_RDONLY)
     try:

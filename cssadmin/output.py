@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import removable
+from . import durable
 from .durable import fsync_directory, write_fully
 from .errors import OutputError
 
@@ -153,7 +154,7 @@ def _replace(temp: Path, final: Path) -> None:
             os.replace(temp, final)
             return
         except PermissionError:
-            if os.name != "nt" or attempt == _REPLACE_RETRIES - 1:
+            if not durable.ON_WINDOWS or attempt == _REPLACE_RETRIES - 1:
                 raise
             time.sleep(_REPLACE_RETRY_SECONDS)
 

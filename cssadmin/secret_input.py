@@ -10,6 +10,7 @@ import stat
 import sys
 import warnings
 
+from . import durable
 from .errors import CustodyError
 
 MAX_SECRET_BYTES = 4096
@@ -19,7 +20,7 @@ def from_file(path: str, what: str = "PIN") -> str:
     try:
         with open(path, "rb") as handle:
             mode = os.fstat(handle.fileno()).st_mode
-            if os.name == "posix" and mode & 0o077:
+            if not durable.ON_WINDOWS and mode & 0o077:
                 raise CustodyError(
                     f"{what} file {path} is readable or writable by group or others "
                     f"(mode {stat.S_IMODE(mode):04o})", code="SECRET_FILE_TOO_OPEN",

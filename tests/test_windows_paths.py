@@ -1,0 +1,121 @@
+"""The Windows branches of the code that touches files and terminals, run on Linux with os.name faked.
+
+Removable-media detection and the audit log's lock have their own Windows tests (test_removable.py,
+test_audit.py); these cover the output protocol, durable writes and secret files.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from cssadmin import durable, output, secret_input
+from cssadmin.errors import CustodyError, OutputError
+
+
+@pytest.fixture
+def windows(monkeypatch):
+    monkeypatch.setattr(durable, "ON_WINDOWS", True)
+    monkeypatch.setattr(output.time, "sleep", lambda seconds: None)
+
+
+def test_replace_retries_a_transient_sharing_violation(windows, monkeypatch, tmp_path):
+    real_replace = os.replace
+    attempts = []
+
+    def busy_twice(source, target):
+        attempts.append(target)
+        if len(attempts) <= 2:
+            raise PermissionError(32, "The process cannot access the file because it is being used")
+        real_replace(source, target)
+    monkeypatch.setattr(output.os, "replace", busy_twice)
+    written = output.write_all(tmp_path, [("k-wrapped", b"blob")], force=False)
+    assert len(attempts) == 3 and (tmp_path / "k-wrapped").read_bytes() == b"blob"
+    assert written[0].bytes == 4
+
+
+def test_replace_gives_up_after_a_bounded_number_of_tries(windows, monkeypatch, tmp_path):
+    attempts = []
+
+    def always_busy(source, target):
+        attempts.append(target)
+        raise PermissionError(32, "in use")
+    monkeypatch.setattr(output.os, "replace", always_busy)
+    with pytest.raises(OutputError) as caught:
+        output.write_all(tmp_path, [("k-wrapped", b"blob")], force=False)
+    assert caught.value.exit_code == 7
+    assert len(attempts) == output._REPLACE_RETRIES
+    assert list(tmp_path.iterdir()) == [], "the staged file is removed"
+
+
+def test_on_posix_a_permission_error_is_not_retried(monkeypatch, tmp_path):
+    attempts = []
+
+    def refused(source, target):
+        attempts.append(target)
+        raise PermissionError(13, "denied")
+    monkeypatch.setattr(output.os, "replace", refused)
+    with pytest.raises(OutputError):
+        output.write_all(tmp_path, [("k-wrapped", b"blob")], force=False)
+    assert len(attempts) == 1
+
+
+def test_directories_are_not_opened_for_fsync_on_windows(windows, monkeypatch, tmp_path):
+    monkeypatch.setattr(durable.os, "open", lambda *args: pytest.fail("a directory was opened"))
+    durable.fsync_directory(tmp_path)
+
+
+def test_pin_file_modes_are_not_judged_on_windows(windows, tmp_path):
+    pin = tmp_path / "pin"
+    pin.write_text("1234\n")
+    pin.chmod(0o644)
+    assert secret_input.from_file(str(pin)) == "1234"
+
+
+def test_pin_file_modes_are_judged_on_posix(tmp_path):
+    pin = tmp_path / "pin"
+    pin.write_text("1234\n")
+    pin.chmod(0o644)
+    with pytest.raises(CustodyError) as caught:
+        secret_input.from_file(str(pin))
+    assert caught.value.code == "SECRET_FILE_TOO_OPEN" and "chmod 600" in str(caught.value)
+
+
+def test_no_terminal_means_no_prompt(monkeypatch):
+    class NotATerminal:
+        def isatty(self):
+            return False
+    monkeypatch.setattr(secret_input.sys, "stdin", NotATerminal())
+    with pytest.raises(CustodyError) as caught:
+        secret_input.from_terminal("PIN: ")
+    assert "not a terminal" in caught.value.message
+
+
+def test_a_prompt_that_would_echo_is_refused(monkeypatch):
+    import getpass
+    import warnings
+
+    class Terminal:
+        def isatty(self):
+            return True
+
+    def echoing_getpass(prompt):
+        warnings.warn("Can not control echo on the terminal.", getpass.GetPassWarning)
+        return "1234"
+    monkeypatch.setattr(secret_input.sys, "stdin", Terminal())
+    monkeypatch.setattr(secret_input.getpass, "getpass", echoing_getpass)
+    with pytest.raises(CustodyError) as caught:
+        secret_input.from_terminal("PIN: ")
+    assert "echo" in caught.value.message
+
+
+def test_a_new_passphrase_is_typed_twice(monkeypatch):
+    class Terminal:
+        def isatty(self):
+            return True
+    answers = iter(["first", "second"])
+    monkeypatch.setattr(secret_input.sys, "stdin", Terminal())
+    monkeypatch.setattr(secret_input.getpass, "getpass", lambda prompt: next(answers))
+    with pytest.raises(CustodyError) as caught:
+        secret_input.from_terminal("Passphrase: ", "passphrase", confirm=True)
+    assert "differ" in caught.value.message
