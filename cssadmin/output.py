@@ -105,12 +105,11 @@ def write_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force:
             checkpoint("renamed-one")
         fsync_directory(directory)
         checkpoint("renamed")
-    except OutputError:
+    except BaseException as failure:   # Ctrl-C included: what this run created goes
         _remove_quietly(staged + placed)
+        if isinstance(failure, OSError):
+            raise _as_output_error(failure, directory) from None
         raise
-    except OSError as failure:
-        _remove_quietly(staged + placed)
-        raise _as_output_error(failure, directory) from None
     return [Written(str(final.resolve()), digest, len(data)) for final, data, digest in meant]
 
 
@@ -119,12 +118,11 @@ def verify_all(written: list[Written]) -> None:
     try:
         for item in written:
             _verify(Path(item.path), item.sha256)
-    except OSError as failure:
+    except BaseException as failure:   # Ctrl-C included: files not verified are not left behind
         _remove_quietly([Path(item.path) for item in written])
-        raise OutputError(f"reading back {failure.filename} failed: {failure.strerror}",
-                          code="READ_BACK_FAILED") from None
-    except OutputError:
-        _remove_quietly([Path(item.path) for item in written])
+        if isinstance(failure, OSError):
+            raise OutputError(f"reading back {failure.filename} failed: {failure.strerror}",
+                              code="READ_BACK_FAILED") from None
         raise
     checkpoint("verified")
 

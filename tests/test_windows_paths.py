@@ -119,3 +119,4 @@ def test_a_new_passphrase_is_typed_twice(monkeypatch):
     with pytest.raises(CustodyError) as caught:
         secret_input.from_terminal("Passphrase: ", "passphrase", confirm=True)
     assert "differ" in caught.value.message
+
