@@ -17,7 +17,6 @@ from .custody import Custody, KeyRef
 from .keynames import check_key_name
 from .keytypes import KeyType
 from .providers.base import Options, Provider, Wrapped
-from .schemes import WrapScheme
 from .strength import StrengthVerdict, judge_kek
 from .wrapping_key import WrappingKey, check_expected_fingerprints, load_wrapping_key_file
 

@@ -53,7 +53,7 @@ def link_relative(link: Path, target: Path) -> None:
 
 def add_usb_stick(sysfs: Path, *, removable: str = "1") -> Path:
     """sdb on a USB mass-storage interface, with the subsystem links a real kernel has; returns sdb1."""
-    disk_dir = add_block_device(sysfs, USB_STICK, "8:16", removable=removable)
+    add_block_device(sysfs, USB_STICK, "8:16", removable=removable)
     for device, subsystem in [
         ("pci0000:00/0000:00:14.0", "bus/pci"),
         ("pci0000:00/0000:00:14.0/usb2", "bus/usb"),
