@@ -198,3 +198,42 @@ def test_allow_weaker_kek_exports_with_a_warning(cli, softhsm, pin_file, tmp_pat
     assert len(blob) == 256
     oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
     assert hashlib.sha256(key.decrypt(blob, oaep)).digest() == softhsm.digest(key_name)
+
+
+def test_the_only_initialised_token_is_chosen_without_a_label(cli, softhsm, pin_file, aws_kek, tmp_path, key_name):
+    _, kek_path, _ = aws_kek
+    code, report = cli.json(["aws", key_name, str(kek_path), "RSAES_OAEP_SHA_1", "--out-dir", str(tmp_path),
+                             "--pin-file", pin_file(softhsm.pin)], token=softhsm)
+    assert code == 0, report
+
+
+@pytest.mark.parametrize("flag", ["-O", "-S"])
+def test_card_set_and_softcard_select_the_token_by_label(cli, softhsm, pin_file, aws_kek, tmp_path, key_name, flag):
+    _, kek_path, _ = aws_kek
+    code, report = cli.json(["aws", key_name, str(kek_path), "RSAES_OAEP_SHA_1", flag, softhsm.label,
+                             "--out-dir", str(tmp_path), "--pin-file", pin_file(softhsm.pin)], token=softhsm)
+    assert code == 0, report
+    code, report = cli.json(["aws", key_name + "x", str(kek_path), "RSAES_OAEP_SHA_1", flag, "no-such-cardset",
+                             "--out-dir", str(tmp_path), "--pin-file", pin_file(softhsm.pin)], token=softhsm)
+    assert code == 5 and "no-such-cardset" in report["error"]["message"]
+
+
+def test_slot_id_selects_the_token(cli, softhsm, pin_file, aws_kek, tmp_path, key_name):
+    _, kek_path, _ = aws_kek
+    slot = softhsm.slot_id()
+    code, report = cli.json(["aws", key_name, str(kek_path), "RSAES_OAEP_SHA_1", "-m", str(slot),
+                             "--out-dir", str(tmp_path), "--pin-file", pin_file(softhsm.pin)], token=softhsm)
+    assert code == 0, report
+    code, report = cli.json(["aws", key_name, str(kek_path), "RSAES_OAEP_SHA_1", "-m", str(slot + 1),
+                             "--out-dir", str(tmp_path), "--pin-file", pin_file(softhsm.pin), "--force"],
+                            token=softhsm)
+    assert code == 5 and report["error"]["code"] == "TOKEN_NOT_FOUND"
+
+
+def test_several_tokens_without_a_choice_are_listed(cli, nss, aws_kek, tmp_path, key_name):
+    _, kek_path, _ = aws_kek
+    # The p11-kit proxy shows NSS's two tokens (and any system ones): no single token to default to.
+    code, report = cli.json(["aws", key_name, str(kek_path), "RSAES_OAEP_SHA_1", "--out-dir", str(tmp_path)],
+                            token=nss)
+    assert code == 5 and report["error"]["code"] == "TOKEN_AMBIGUOUS"
+    assert "NSS Certificate DB" in report["error"]["message"] and "--token" in report["error"]["message"]

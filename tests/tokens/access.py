@@ -37,6 +37,20 @@ class Token:
                 else:
                     os.environ[name] = value
 
+    def slot_id(self) -> int:
+        saved = {name: os.environ.get(name) for name in self.env}
+        os.environ.update(self.env)
+        try:
+            [slot] = [slot for slot in pkcs11.lib(self.module).get_slots(token_present=True)
+                      if slot.get_token().label == self.label]
+            return slot.slot_id
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
     def objects(self, label: str) -> list:
         with self.session() as session:
             return [(obj.object_class, bytes(obj[Attribute.ID])) for obj in session.get_objects({Attribute.LABEL: label})]
