@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     key = parser.add_argument_group("key and provider")
     key.add_argument("-k", "--key-type", metavar="KEYTYPE",
-                     help="AES-256, EC-NISTP256, EC-NISTP384, EC-NISTP521, EC-SECP256K1, RSA-2048, RSA-3072, RSA-4096")
+                     help="AES-256, EC-NISTP256, EC-NISTP384, EC-NISTP521, EC-SECP256K1, RSA-2048, RSA-3072, "
+                          "RSA-4096; aws and google-cloud-key-management also HMAC-224, HMAC-256, HMAC-384, HMAC-512")
     key.add_argument("-a", "--azure-kek", metavar="AZUREKEK", help="Azure key ID (kid) of the KEK")
     key.add_argument("--import-method", metavar="METHOD", help="Google Cloud KMS import method")
     key.add_argument("--csek-uri", metavar="URI", help="also write the gcloud --csek-key-file for this disk URI")

@@ -265,3 +265,43 @@ def test_softhsm_is_refused_for_private_keys_by_the_self_test(cli, softhsm, pin_
     assert "RFC 5649" in message and "--keystore" in message
     assert list(out.iterdir()) == []
     assert softhsm.objects(key_name) == [], "the key made for this run is removed when the self-test refuses"
+
+
+# --- HMAC keys (raw bytes, as long as the hash output) ---------------------------------------
+
+@pytest.mark.token
+@pytest.mark.parametrize("key_type, length", [("HMAC-224", 28), ("HMAC-512", 64)])
+def test_aws_hmac_from_softhsm_under_oaep(cli, softhsm, pin_file, kek_files, out, key_name, key_type, length):
+    kek, private = kek_files(4096)
+    code, report = cli.json(["aws", key_name, str(kek), "RSAES_OAEP_SHA_1", "-k", key_type, "--out-dir", str(out),
+                             *softhsm.cli_args(pin_file)], token=softhsm)
+    assert code == 0, report
+    plaintext = unwrap.oaep_decrypt(private, (out / f"{key_name}-wrapped").read_bytes(), "sha1")
+    assert len(plaintext) == length
+    assert hashlib.sha256(plaintext).digest() == softhsm.digest(key_name)
+
+
+@pytest.mark.parametrize("provider, algorithm, digest", [
+    ("aws", "RSA_AES_KEY_WRAP_SHA_256", "sha256"), ("google-cloud-key-management", None, "sha1")])
+def test_hmac_384_through_rsa_aes(cli, kek_files, keystore, out, key_name, provider, algorithm, digest):
+    kek, private = kek_files(4096)
+    args = [provider, key_name, str(kek)] + ([algorithm] if algorithm else [])
+    code, report = cli.json(args + ["-k", "HMAC-384", "--out-dir", str(out), *keystore])
+    assert code == 0, report
+    name = f"{key_name}-wrapped" + ("" if provider == "aws" else ".bin")
+    plaintext = unwrap.rsa_aes_unwrap(private, (out / name).read_bytes(), 512, digest)
+    assert len(plaintext) == 48
+    if provider == "google-cloud-key-management":
+        assert "--algorithm hmac-sha384" in report["next_step"]
+
+
+def test_hmac_needs_the_4096_bit_kek(cli, kek_files, out, key_name):
+    kek, _ = kek_files(3072)
+    code, report = cli.json(["aws", key_name, str(kek), "RSAES_OAEP_SHA_256", "-k", "HMAC-256", "--out-dir", str(out)])
+    assert code == 4 and "HMAC-256 needs 152" in report["error"]["message"]
+
+
+def test_azure_takes_no_hmac(cli, kek_files, out, key_name):
+    kek, _ = kek_files(4096)
+    code, report = cli.json(["microsoft-azure", key_name, str(kek), "-a", KID, "-k", "HMAC-256", "--out-dir", str(out)])
+    assert code == 4

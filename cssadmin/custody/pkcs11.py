@@ -165,7 +165,7 @@ class Pkcs11Custody:
         if existing:
             return KeyRef(name, key_type, False, self._check_ours(name, key_type, existing))
         marker = MARKER + key_type.name.encode()
-        if key_type.family == "aes":
+        if not key_type.is_private_key:
             handle = self._generate_secret(name, marker, key_type, store=True)
         else:
             handle = self._generate_pair(name, marker, key_type, store=True)[1]
@@ -191,7 +191,7 @@ class Pkcs11Custody:
             raise KeyConflictError(f"key '{name}' exists as {', '.join(sorted(found_types))}, "
                                    f"not {key_type.name}", code="KEY_TYPE_CONFLICT",
                                    remedy="choose another key name or the key type it was created with")
-        wanted_class = ObjectClass.SECRET_KEY if key_type.family == "aes" else ObjectClass.PRIVATE_KEY
+        wanted_class = ObjectClass.PRIVATE_KEY if key_type.is_private_key else ObjectClass.SECRET_KEY
         for obj in objects:
             if obj.object_class == wanted_class:
                 return obj
@@ -213,12 +213,15 @@ class Pkcs11Custody:
             Attribute.EXTRACTABLE: True,
         }
 
-    def _generate_secret(self, label, object_id, key_type: KeyType, *, store: bool,
-                         p11_type=P11KeyType.AES, capabilities=0):
+    def _generate_secret(self, label, object_id, key_type: KeyType, *, store: bool):
+        if key_type.family == "aes":
+            kind, mechanism = P11KeyType.AES, Mechanism.AES_KEY_GEN
+        else:
+            kind, mechanism = P11KeyType.GENERIC_SECRET, Mechanism.GENERIC_SECRET_KEY_GEN
         try:
             return self._session.generate_key(
-                p11_type, key_type.bits, label=label, id=object_id, store=store,
-                capabilities=capabilities, template=self._key_template(store))
+                kind, key_type.bits, label=label, id=object_id, store=store, mechanism=mechanism,
+                capabilities=0, template=self._key_template(store))
         except p11e.PKCS11Error as failure:
             raise CustodyError(f"the token could not generate {key_type.name}: {type(failure).__name__}",
                                code="KEYGEN_FAILED") from None

@@ -32,8 +32,8 @@ def self_test_key():
 
 def run(token, key_type: KeyType, scheme: WrapScheme) -> None:
     private = self_test_key()
-    if key_type.family == "aes":
-        _probe_secret(token, key_type.bits // 8, scheme, private)
+    if not key_type.is_private_key:
+        _probe_secret(token, key_type.secret_bytes, scheme, private)
         return
     if scheme.kind == "rsa_aes":
         _probe_secret(token, UNALIGNED_PROBE_BYTES, scheme, private)

@@ -297,9 +297,9 @@ class Material:
 
 
 def generate(key_type: KeyType):
-    """A new key of that type: raw bytes for AES, a private key object otherwise."""
-    if key_type.family == "aes":
-        return os.urandom(key_type.bits // 8)
+    """A new key of that type: raw bytes for a secret key, a private key object otherwise."""
+    if not key_type.is_private_key:
+        return os.urandom(key_type.secret_bytes)
     if key_type.family == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=key_type.bits)
     return ec.generate_private_key(EC_CURVES[key_type.curve]())
@@ -321,8 +321,8 @@ def is_of_type(private_key, key_type: KeyType) -> bool:
 
 
 def material_from_plaintext(key_type: KeyType, plaintext: bytes, sealed: SealedKey, path: str) -> Material:
-    if key_type.family == "aes":
-        if len(plaintext) != key_type.bits // 8:
+    if not key_type.is_private_key:
+        if len(plaintext) != key_type.secret_bytes:
             raise _corrupt(path, f"it holds {len(plaintext)} bytes, not a {key_type.name} key")
         return Material(key_type, plaintext)
     try:
@@ -406,7 +406,7 @@ class SoftwareKeystore:
     def _create(self, path: str, name: str, key_type: KeyType) -> Material:
         passphrase = self._passphrase_once(new=True)   # before a slow RSA generation, so a refusal costs nothing
         key = generate(key_type)
-        if key_type.family == "aes":
+        if not key_type.is_private_key:
             plaintext, private_key, public_pem = key, None, None
         else:
             plaintext, private_key, public_pem = pkcs8_der(key), key, spki_pem(key.public_key())

@@ -29,6 +29,10 @@ _KMS_ALGORITHMS = {
     "EC-NISTP256": "ec-sign-p256-sha256",
     "EC-NISTP384": "ec-sign-p384-sha384",
     "EC-SECP256K1": "ec-sign-secp256k1-sha256",
+    "HMAC-224": "hmac-sha224",
+    "HMAC-256": "hmac-sha256",
+    "HMAC-384": "hmac-sha384",
+    "HMAC-512": "hmac-sha512",
 }
 
 
