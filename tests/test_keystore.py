@@ -348,7 +348,7 @@ def check_recovered(keystore, key, recovered: bytes, work: Path) -> None:
     if key.key_type.is_private_key:
         check_pkcs8_with_openssl(recovered, keystore.public_key_pem(key), work)
     else:
-        assert len(recovered) == 32
+        assert len(recovered) == key.key_type.secret_bytes
         assert hashlib.sha256(recovered).digest() == keystore.secret_sha256(key)
 
 
