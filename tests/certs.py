@@ -162,16 +162,18 @@ def ca_chain(
     leaf_bits: int = 2048,
     intermediate_ca: bool | None = True,
     intermediate_usage: frozenset[str] | None = CA_USAGE,
-    intermediate_not_after: datetime = NOW + 2 * YEAR,
+    intermediate_not_after: datetime | None = None,
     root_path_length: int | None = None,
     rsa_pss: bool = False,
+    now: datetime = NOW,
 ) -> Chain:
     """root CA -> intermediate -> leaf; the intermediate's properties can be spoiled one at a time."""
     root_key = root_key or rsa_key(2048, index=1)
     intermediate_key = intermediate_key or rsa_key(2048, index=2)
     leaf_key = rsa_key(leaf_bits, index=3)
     root = make_cert(
-        "Test Root CA", root_key, usage=CA_USAGE, ca=True, path_length=root_path_length, not_after=NOW + 5 * YEAR
+        "Test Root CA", root_key, usage=CA_USAGE, ca=True, path_length=root_path_length,
+        not_before=now - YEAR, not_after=now + 5 * YEAR
     )
     intermediate = make_cert(
         "Test Intermediate CA",
@@ -179,10 +181,12 @@ def ca_chain(
         issuer=(root, root_key),
         usage=intermediate_usage,
         ca=intermediate_ca,
-        not_after=intermediate_not_after,
+        not_before=now - YEAR,
+        not_after=intermediate_not_after or now + 2 * YEAR,
         rsa_pss=rsa_pss,
     )
-    leaf = make_cert("wrapping key leaf", leaf_key, issuer=(intermediate, intermediate_key), ca=False, rsa_pss=rsa_pss)
+    leaf = make_cert("wrapping key leaf", leaf_key, issuer=(intermediate, intermediate_key), ca=False, rsa_pss=rsa_pss,
+                     not_before=now - YEAR, not_after=now + YEAR)
     return Chain(root, root_key, intermediate, intermediate_key, leaf, leaf_key)
 
 

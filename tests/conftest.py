@@ -44,23 +44,26 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture(scope="session")
-def token_specs(tmp_path_factory) -> list[dict]:
+def token_specs(tmp_path_factory) -> dict:
+    """{"tokens": [...], "why": reason when none}. Without CSSADMIN_TEST_TOKENS this provisions fresh
+    tokens, which resets the machine's openCryptoki software token: meant for test machines."""
     listed = os.environ.get("CSSADMIN_TEST_TOKENS")
     if not listed:
         directory = tmp_path_factory.mktemp("tokens")
         result = subprocess.run(["bash", str(ROOT / "tests/tokens/provision.sh"), str(directory)],
                                 capture_output=True, text=True)
         if result.returncode != 0:
-            return []
+            return {"tokens": [], "why": f"provision.sh failed: {result.stderr.strip()[-300:]}"}
         listed = str(directory / "tokens.json")
-    return json.loads(Path(listed).read_text())
+    return {"tokens": json.loads(Path(listed).read_text()), "why": f"not in {listed}"}
 
 
 def _token(token_specs, name: str) -> Token:
-    for spec in token_specs:
+    for spec in token_specs["tokens"]:
         if spec["name"] == name:
             return Token(spec)
-    pytest.skip(f"no {name} token (run tests/tokens/provision.sh, or set CSSADMIN_TEST_TOKENS)")
+    pytest.skip(f"no {name} token ({token_specs['why']}; run tests/tokens/provision.sh DIR and set "
+                "CSSADMIN_TEST_TOKENS=DIR/tokens.json)")
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +85,7 @@ def nss(token_specs) -> Token:
 def oaep_sha256_token(token_specs) -> Token:
     """A token that wraps with OAEP SHA-256 (SoftHSM2 2.6.1 cannot)."""
     for name in ("opencryptoki", "nss"):
-        if any(spec["name"] == name for spec in token_specs):
+        if any(spec["name"] == name for spec in token_specs["tokens"]):
             return _token(token_specs, name)
     pytest.skip("no token with CKM_RSA_PKCS_OAEP and SHA-256 (opencryptoki or NSS softoken)")
 

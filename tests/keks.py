@@ -1,16 +1,11 @@
 """Stand-in cloud wrapping keys whose private half the tests hold, written in the clouds' forms."""
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-
-@functools.lru_cache(maxsize=None)
-def rsa_key(bits: int, index: int = 0) -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+from certs import ec_key, rsa_key  # noqa: F401  (one cache of generated keys for the whole session)
 
 
 def write_private_pem(key, path: Path) -> Path:
@@ -29,5 +24,3 @@ def spki_der(key) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def ec_key():
-    return ec.generate_private_key(ec.SECP256R1())

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -11,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from pkcs11 import Attribute
 from pkcs11.exceptions import AttributeSensitive
 
+import unwrap
 from keks import rsa_key, spki_der, write_private_pem, write_spki
 
 pytestmark = pytest.mark.token
@@ -20,14 +20,6 @@ pytestmark = pytest.mark.token
 def aws_kek(tmp_path):
     key = rsa_key(4096)
     return key, write_spki(key, tmp_path / "WrappingKey.bin"), write_private_pem(key, tmp_path / "kek.pem")
-
-
-def openssl_oaep_decrypt(private_pem: Path, blob: Path, digest: str) -> bytes:
-    return subprocess.run(
-        ["openssl", "pkeyutl", "-decrypt", "-inkey", str(private_pem), "-in", str(blob),
-         "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", f"rsa_oaep_md:{digest}",
-         "-pkeyopt", f"rsa_mgf1_md:{digest}"],
-        check=True, capture_output=True).stdout
 
 
 def export(cli, token, pin_file, out_dir, name, kek_path, algorithm, *extra):
@@ -41,9 +33,10 @@ def test_oaep_sha1_on_softhsm_unwraps_to_the_token_key(cli, softhsm, pin_file, a
     assert code == 0, report
     wrapped = tmp_path / f"{key_name}-wrapped"
     assert wrapped.stat().st_size == 512
-    plaintext = openssl_oaep_decrypt(private_pem, wrapped, "sha1")
+    plaintext = unwrap.oaep_decrypt(private_pem, wrapped.read_bytes(), "sha1")
     assert len(plaintext) == 32
     assert hashlib.sha256(plaintext).digest() == softhsm.digest(key_name)
+    assert report["ok"] is True and report["provider"] == "aws" and report["warnings"] == []
     assert report["key"] == {"name": key_name, "type": "AES-256", "created": True, "protection": "hsm"}
     assert report["algorithm"] == "RSAES_OAEP_SHA_1"
     assert report["wrapping_key"]["sha256_spki"] == hashlib.sha256(spki_der(key)).hexdigest()
@@ -87,7 +80,7 @@ def test_oaep_sha256_on_a_token_that_has_it(cli, oaep_sha256_token, pin_file, aw
     _, kek_path, private_pem = aws_kek
     code, report = export(cli, oaep_sha256_token, pin_file, tmp_path, key_name, kek_path, "RSAES_OAEP_SHA_256")
     assert code == 0, report
-    plaintext = openssl_oaep_decrypt(private_pem, tmp_path / f"{key_name}-wrapped", "sha256")
+    plaintext = unwrap.oaep_decrypt(private_pem, (tmp_path / f"{key_name}-wrapped").read_bytes(), "sha256")
     assert hashlib.sha256(plaintext).digest() == oaep_sha256_token.digest(key_name)
 
 
@@ -95,7 +88,7 @@ def test_softhsm_lacks_oaep_sha256_and_is_refused_by_the_self_test(cli, softhsm,
                                                                    key_name):
     _, kek_path, _ = aws_kek
     code, report = export(cli, softhsm, pin_file, tmp_path, key_name, kek_path, "RSAES_OAEP_SHA_256")
-    assert code == 5
+    assert code == 5 and report["error"]["code"] == "MECHANISM_FAILED"
     assert "CKM_RSA_PKCS_OAEP" in report["error"]["message"] and "SHA256" in report["error"]["message"]
     assert list(tmp_path.glob(f"{key_name}*")) == []
     assert softhsm.objects(key_name) == []
@@ -119,6 +112,16 @@ def test_a_foreign_key_of_the_same_name_is_a_conflict(cli, softhsm, pin_file, aw
     code, report = export(cli, softhsm, pin_file, tmp_path, key_name, kek_path, "RSAES_OAEP_SHA_1")
     assert code == 6 and report["error"]["code"] == "KEY_NOT_OURS"
     assert list(tmp_path.glob(f"{key_name}*")) == []
+
+
+def test_a_cssadmin_key_of_another_type_is_a_conflict(cli, softhsm, pin_file, aws_kek, tmp_path, key_name):
+    _, kek_path, _ = aws_kek
+    assert export(cli, softhsm, pin_file, tmp_path, key_name, kek_path, "RSAES_OAEP_SHA_1")[0] == 0
+    code, report = export(cli, softhsm, pin_file, tmp_path, key_name, kek_path, "RSA_AES_KEY_WRAP_SHA_1",
+                          "-k", "EC-NISTP256", "--force")
+    assert code == 6 and report["error"]["code"] == "KEY_TYPE_CONFLICT"
+    assert "AES-256" in report["error"]["message"]
+    assert [object_id for _, object_id in softhsm.objects(key_name)] == [b"cssadmin:AES-256"]
 
 
 def test_wrong_pin_is_refused_once(cli, softhsm, pin_file, aws_kek, tmp_path, key_name):
@@ -164,7 +167,8 @@ def test_existing_output_needs_force(cli, softhsm, pin_file, aws_kek, tmp_path, 
     assert softhsm.objects(key_name) == [], "a doomed run must fail before the token makes a key"
     code, report = export(cli, softhsm, pin_file, tmp_path, key_name, kek_path, "RSAES_OAEP_SHA_1", "--force")
     assert code == 0, report
-    assert hashlib.sha256(openssl_oaep_decrypt(private_pem, existing, "sha1")).digest() == softhsm.digest(key_name)
+    recovered = unwrap.oaep_decrypt(private_pem, existing.read_bytes(), "sha1")
+    assert hashlib.sha256(recovered).digest() == softhsm.digest(key_name)
 
 
 def test_module_that_does_not_load(cli, aws_kek, tmp_path, key_name, pin_file):

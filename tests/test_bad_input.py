@@ -469,5 +469,6 @@ def test_unset_pin_env_exits_5_before_any_key_is_made(cli, softhsm, workspace, e
 
 
 def test_the_corpus_is_large_enough():
-    assert len(ALL_CASES) + 3 + 5 + len(PIN_CASES) + 1 >= 45
+    # The parametrised corpus alone (the output-directory and PIN cases come on top of it).
+    assert len(ALL_CASES) >= 40
     assert len({case.id for case in ALL_CASES}) == len(ALL_CASES)

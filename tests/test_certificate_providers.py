@@ -89,18 +89,30 @@ def test_wrong_pin_is_refused(cli, tmp_path):
     assert code == 3 and report["error"]["code"] == "FINGERPRINT_MISMATCH"
 
 
-def test_ca_signed_chain_needs_the_anchor(cli, tmp_path):
-    chain = certs.ca_chain(leaf_bits=2048)
-    leaf_file = certs.write_pem(tmp_path / "leaf.pem", chain.leaf, chain.intermediate)
-    bundle = certs.write_pem(tmp_path / "ca.pem", chain.root)
-    pin = ["--expect-fingerprint", cert_sha256(chain.leaf)]
-    code, report = cli.json(["google-compute-engine", "k", str(leaf_file), "RSAES_OAEP_SHA_1", *pin,
-                             "--out-dir", str(out_dir(tmp_path))])
+def ca_signed(tmp_path):
+    chain = certs.ca_chain(leaf_bits=2048, now=NOW)
+    return (chain, certs.write_pem(tmp_path / "leaf.pem", chain.leaf, chain.intermediate),
+            certs.write_pem(tmp_path / "ca.pem", chain.root))
+
+
+def test_ca_signed_chain_without_its_anchor_is_refused(cli, tmp_path):
+    chain, leaf_file, _ = ca_signed(tmp_path)
+    code, report = cli.json(["google-compute-engine", "k", str(leaf_file), "RSAES_OAEP_SHA_1",
+                             "--expect-fingerprint", cert_sha256(chain.leaf), "--out-dir", str(out_dir(tmp_path))])
     assert code == 3 and "chain breaks" in report["error"]["message"]
-    code, report = cli.json(["google-compute-engine", "k", str(leaf_file), "RSAES_OAEP_SHA_1", *pin,
-                             "--ca-bundle", str(bundle), "--out-dir", str(out_dir(tmp_path)),
-                             "--pkcs11-module", "/nonexistent.so"])
-    assert (code, report["error"]["code"]) == (5, "MODULE_NOT_FOUND"), "trust passed; custody is next"
+
+
+@pytest.mark.token
+def test_ca_signed_chain_with_its_anchor_exports(cli, softhsm, pin_file, tmp_path, key_name):
+    chain, leaf_file, bundle = ca_signed(tmp_path)
+    code, report = cli.json(["google-compute-engine", key_name, str(leaf_file), "RSAES_OAEP_SHA_1",
+                             "--expect-fingerprint", cert_sha256(chain.leaf), "--ca-bundle", str(bundle),
+                             "--out-dir", str(out_dir(tmp_path)), *softhsm.cli_args(pin_file)], token=softhsm)
+    assert code == 0, report
+    assert report["wrapping_key"]["certificate"]["chain"][-1] == "CN=Test Root CA"
+    secret = chain.leaf_key.decrypt(base64.b64decode((out_dir(tmp_path) / f"{key_name}-wrapped").read_bytes()),
+                                    oaep(hashes.SHA1))
+    assert hashlib.sha256(secret).digest() == softhsm.digest(key_name)
 
 
 def test_salesforce_needs_rsa_4096(cli, tmp_path):
@@ -195,3 +207,26 @@ def test_salesforce_oaep_sha512(cli, oaep_sha256_token, pin_file, tmp_path, key_
     secret = key.decrypt(base64.b64decode((out_dir(tmp_path) / f"{key_name}-wrapped").read_bytes()),
                          oaep(hashes.SHA512))
     assert hashlib.sha256(secret).digest() == oaep_sha256_token.digest(key_name)
+
+
+@pytest.mark.parametrize("provider, bits, algorithm", [("google-compute-engine", 2048, "RSAES_OAEP_SHA_1"),
+                                                       ("salesforce", 4096, "RSAES_OAEP_SHA_512")])
+def test_certificate_providers_from_the_software_keystore(cli, pin_file, tmp_path, key_name, provider, bits, algorithm):
+    path, cert, key = cert_file(tmp_path, bits)
+    digest = hashes.SHA1 if algorithm.endswith("SHA_1") else hashes.SHA512
+    keystore = ["--keystore", str(tmp_path / "ks"), "--passphrase-file", pin_file("keystore passphrase")]
+    secrets = []
+    for run in ("first", "second"):
+        directory = tmp_path / run
+        directory.mkdir()
+        code, report = cli.json([provider, key_name, str(path), algorithm, "--expect-fingerprint", cert_sha256(cert),
+                                 "--out-dir", str(directory), *keystore])
+        assert code == 0, report
+        assert report["key"]["protection"] == "software"
+        secret = key.decrypt(base64.b64decode((directory / f"{key_name}-wrapped").read_bytes(), validate=True),
+                             oaep(digest))
+        assert len(secret) == 32
+        if provider == "salesforce":
+            assert (directory / f"{key_name}-hash").read_bytes() == base64.b64encode(hashlib.sha256(secret).digest())
+        secrets.append(secret)
+    assert secrets[0] == secrets[1]

@@ -81,6 +81,20 @@ def test_google_kms_plain_oaep_sha256_for_targets_that_fit(cli, kek_files, keyst
         check_private_key(plaintext, out / f"{key_name}-public.pem")
 
 
+@pytest.mark.parametrize("method, key_type", [("RSA_OAEP_3072_SHA256_AES_256", "RSA-3072"),
+                                              ("RSA_OAEP_3072_SHA256", "EC-NISTP256")])
+def test_google_kms_3072_sha256_methods(cli, kek_files, keystore, out, key_name, method, key_type):
+    kek, private = kek_files(3072)
+    code, report = cli.json(["google-cloud-key-management", key_name, str(kek), "-k", key_type,
+                             "--import-method", method, "--out-dir", str(out), *keystore])
+    assert code == 0, report
+    assert report["algorithm"] == method
+    blob = (out / f"{key_name}-wrapped.bin").read_bytes()
+    plaintext = (unwrap.rsa_aes_unwrap(private, blob, 384, "sha256") if method.endswith("AES_256")
+                 else unwrap.oaep_decrypt(private, blob, "sha256"))
+    check_private_key(plaintext, out / f"{key_name}-public.pem")
+
+
 def test_google_kms_refuses_rsa_targets_under_plain_oaep(cli, kek_files, keystore, out, key_name):
     kek, _ = kek_files(4096)
     code, report = cli.json(["google-cloud-key-management", key_name, str(kek), "-k", "RSA-2048",
@@ -202,14 +216,35 @@ def test_azure_refuses_aes(cli, kek_files, out, key_name):
 
 @pytest.mark.parametrize("key_type", ALL_PRIVATE)
 @pytest.mark.parametrize("algorithm, digest", [("RSA_AES_KEY_WRAP_SHA_256", "sha256"), ("RSA_AES_KEY_WRAP_SHA_1", "sha1")])
-def test_aws_asymmetric_import(cli, kek_files, keystore, out, key_name, key_type, algorithm, digest, tmp_path):
+def test_aws_asymmetric_import_and_reexport(cli, kek_files, keystore, out, key_name, key_type, algorithm, digest):
     kek, private = kek_files(4096)
-    code, report = cli.json(["aws", key_name, str(kek), algorithm, "-k", key_type, "--out-dir", str(out), *keystore])
-    assert code == 0, report
-    plaintext = unwrap.rsa_aes_unwrap(private, (out / f"{key_name}-wrapped").read_bytes(), 512, digest)
-    public = tmp_path / "public.pem"
-    public.write_bytes(unwrap.pkcs8_public_pem(plaintext))
-    assert unwrap.der_covers_whole_buffer(plaintext)
+    recovered = []
+    for force in ([], ["--force"]):
+        code, report = cli.json(["aws", key_name, str(kek), algorithm, "-k", key_type, "--out-dir", str(out),
+                                 *keystore, *force])
+        assert code == 0, report
+        plaintext = unwrap.rsa_aes_unwrap(private, (out / f"{key_name}-wrapped").read_bytes(), 512, digest)
+        assert unwrap.der_covers_whole_buffer(plaintext)
+        recovered.append(unwrap.pkcs8_public_pem(plaintext))
+    assert recovered[0] == recovered[1], "a re-export carries the same private key"
+    assert "-----BEGIN PUBLIC KEY-----" in recovered[0].decode()
+
+
+@pytest.mark.parametrize("args, digest, length", [
+    (["aws", "RSAES_OAEP_SHA_256"], "sha256", 32),
+    (["aws", "RSAES_OAEP_SHA_1"], "sha1", 32),
+    (["aws", "RSAES_OAEP_SHA_256", "-k", "HMAC-512"], "sha256", 64),
+])
+def test_keystore_secret_keys_reexport_the_same_bytes(cli, kek_files, keystore, out, key_name, args, digest, length):
+    kek, private = kek_files(4096)
+    provider, algorithm, *extra = args
+    recovered = []
+    for force in ([], ["--force"]):
+        code, report = cli.json([provider, key_name, str(kek), algorithm, *extra, "--out-dir", str(out),
+                                 *keystore, *force])
+        assert code == 0, report
+        recovered.append(unwrap.oaep_decrypt(private, (out / f"{key_name}-wrapped").read_bytes(), digest))
+    assert len(recovered[0]) == length and recovered[0] == recovered[1]
 
 
 def test_aws_ec_under_plain_oaep_when_it_fits(cli, kek_files, keystore, out, key_name):

@@ -63,8 +63,9 @@ def test_audit_chain_verifies_and_a_one_byte_change_is_found(cli, exported, key_
     assert "passphrase" not in audit_log.read_text() and "keystore passphrase" not in audit_log.read_text()
     code, result = cli.json(["verify-audit", str(audit_log)])
     assert code == 0 and result["records"] == 2
-    tampered = lines[0].replace(b'"EC-NISTP256"', b'"EC-NISTP384"')
-    assert tampered != lines[0]
+    position = lines[0].index(b'"EC-NISTP256"') + len(b'"EC-NISTP')
+    tampered = lines[0][:position] + b"3" + lines[0][position + 1:]   # one byte: P256 -> P356
+    assert len(tampered) == len(lines[0]) and tampered != lines[0]
     audit_log.write_bytes(tampered + lines[1])
     code, result = cli.json(["verify-audit", str(audit_log)])
     assert code == 7 and "line 2" in result["error"]["message"]

@@ -23,13 +23,12 @@ class Token:
         return args
 
     @contextmanager
-    def session(self):
+    def _environment(self):
+        """The token's own variables (SOFTHSM2_CONF, say) for the duration of a call."""
         saved = {name: os.environ.get(name) for name in self.env}
         os.environ.update(self.env)
         try:
-            token = pkcs11.lib(self.module).get_token(token_label=self.label)
-            with token.open(rw=True, user_pin=self.pin or None) as session:
-                yield session
+            yield
         finally:
             for name, value in saved.items():
                 if value is None:
@@ -37,19 +36,18 @@ class Token:
                 else:
                     os.environ[name] = value
 
+    @contextmanager
+    def session(self):
+        with self._environment():
+            token = pkcs11.lib(self.module).get_token(token_label=self.label)
+            with token.open(rw=True, user_pin=self.pin or None) as session:
+                yield session
+
     def slot_id(self) -> int:
-        saved = {name: os.environ.get(name) for name in self.env}
-        os.environ.update(self.env)
-        try:
+        with self._environment():
             [slot] = [slot for slot in pkcs11.lib(self.module).get_slots(token_present=True)
                       if slot.get_token().label == self.label]
             return slot.slot_id
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
     def objects(self, label: str) -> list:
         with self.session() as session:
