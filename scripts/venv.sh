@@ -18,10 +18,17 @@ fi
 stamp="$venv/.locks-sha256"
 digest=$(cat "${locks[@]}" "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
-    args=()
-    for lock in "${locks[@]}"; do args+=(-r "$lock"); done
-    "$venv/bin/python" -m pip install -q --require-hashes --no-deps "${args[@]}" >&2
-    "$venv/bin/python" -m pip install -q --no-deps -e "$root" >&2
+    if "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+        args=()
+        for lock in "${locks[@]}"; do args+=(-r "$lock"); done
+        "$venv/bin/python" -m pip install -q --require-hashes --no-deps "${args[@]}" >&2
+        "$venv/bin/python" -m pip install -q --no-deps -e "$root" >&2
+    else
+        # The locks hold the wheels of CPython 3.11 (what the binary is built with); other
+        # versions (3.12 on Ubuntu 24.04, say) get the newest releases the project allows.
+        echo "venv.sh: $("$venv/bin/python" -V) is not 3.11: installing without the locks" >&2
+        "$venv/bin/python" -m pip install -q -e "$root${1:+[$1]}" >&2
+    fi
     echo "$digest" > "$stamp"
 fi
 echo "$venv/bin/python"
