@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(version_text())
             return 0
         from .commands import dispatch
-        result = dispatch(namespace)
+        _render_success(dispatch(namespace), as_json)
+        return 0
     except CssadminError as failure:
         _render_failure(failure, as_json)
         return failure.exit_code
@@ -58,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
                                       + ("" if verbose else " (run with --verbose for the traceback)")),
                         as_json)
         return 1
-    _render_success(result, as_json)
-    return 0
 
 
 def version_text() -> str:
@@ -87,15 +86,18 @@ def _render_success(result: dict, as_json: bool) -> None:
     for line in result.get("summary", []):
         print(line)
     if "key" in result:
-        key, kek = result["key"], result["wrapping_key"]
-        print(f"key: {key['name']} ({key['type']}, {'created' if key['created'] else 'existing'}, "
-              f"protection: {key['protection']})")
-        print(f"wrapping key: RSA-{kek['bits']}, SHA-256 of SubjectPublicKeyInfo {kek['sha256_spki']}")
-        print(f"algorithm: {result['algorithm']}")
-    for item in result.get("outputs", []):
+        _render_export(result)
+
+
+def _render_export(result: dict) -> None:
+    key, kek = result["key"], result["wrapping_key"]
+    print(f"key: {key['name']} ({key['type']}, {'created' if key['created'] else 'existing'}, "
+          f"protection: {key['protection']})")
+    print(f"wrapping key: RSA-{kek['bits']}, SHA-256 of SubjectPublicKeyInfo {kek['sha256_spki']}")
+    print(f"algorithm: {result['algorithm']}")
+    for item in result["outputs"] + [result["manifest"]]:
         print(f"wrote {item['path']} ({item['bytes']} bytes, sha256 {item['sha256']})")
-    if result.get("next_step"):
-        print(f"next step: {result['next_step']}")
+    print(f"next step: {result['next_step']}")
 
 
 def run() -> None:

@@ -79,7 +79,7 @@ def _audit(report, audit_log: str | None) -> None:
     record = audit.build_export_record(
         tool_version=__version__, provider=report.provider, key_name=report.key["name"],
         key_type=report.key["type"], key_created=report.key["created"], protection=report.key["protection"],
-        algorithm=report.algorithm, wrapping_key=report.wrapping_key, outputs=report.outputs,
+        algorithm=report.algorithm, wrapping_key=report.wrapping_key, outputs=report.outputs + [report.manifest],
         warnings=report.warnings)
     try:
         audit.append_record(audit_log or audit.default_audit_path(), record)

@@ -64,14 +64,15 @@ class Report:
     key: dict
     wrapping_key: dict
     algorithm: str
-    outputs: list[dict]
+    outputs: list[dict]          # the files the cloud's import takes
+    manifest: dict               # the file that lists them, for the receiving side's check
     next_step: str
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"ok": True, "provider": self.provider, "key": self.key, "wrapping_key": self.wrapping_key,
-                "algorithm": self.algorithm, "outputs": self.outputs, "next_step": self.next_step,
-                "warnings": self.warnings}
+                "algorithm": self.algorithm, "outputs": self.outputs, "manifest": self.manifest,
+                "next_step": self.next_step, "warnings": self.warnings}
 
 
 class Export:
@@ -211,7 +212,9 @@ class Export:
                  "protection": self.custody.protection},
             wrapping_key=wrapping_key,
             algorithm=self.algorithm,
-            outputs=[{"path": w.path, "sha256": w.sha256, "bytes": w.bytes} for w in self.written],
+            outputs=[{"path": w.path, "sha256": w.sha256, "bytes": w.bytes} for w in self.written[:-1]],
+            manifest={"path": self.written[-1].path, "sha256": self.written[-1].sha256,
+                      "bytes": self.written[-1].bytes},
             next_step=self.request.provider.next_step(self.wrapped, self.request.options),
             warnings=self.warnings,
         )

@@ -137,7 +137,7 @@ def finish_and_check(cli, softhsm, args: list[str], destination: Destination, pr
     code, report = cli.json(args + (["--force"] if destination.present() else []), token=softhsm)
     assert code == 0, report
     assert report["key"]["created"] is False
-    assert {Path(o["path"]).name for o in report["outputs"]} == destination.finals
+    assert {Path(o["path"]).name for o in report["outputs"] + [report["manifest"]]} == destination.finals
     assert destination.present() == destination.finals
     destination.check_complete(cli, private_key, token_digest)
     assert softhsm.digest(label=report["key"]["name"]) == token_digest

@@ -1,6 +1,7 @@
 """The receiving side's checks through the CLI: manifest and audit log, and removable media refusal."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -30,9 +31,10 @@ def test_manifest_lists_every_output_and_verifies(cli, exported, key_name):
     manifest = json.loads(manifest_path.read_text())
     listed = {entry["name"]: entry for entry in manifest["files"]}
     assert set(listed) == {f"KeyTransferPackage-{key_name}.byok", f"{key_name}-public.pem"}
+    assert report["manifest"]["path"] == str(manifest_path)
+    assert report["manifest"]["sha256"] == hashlib.sha256(manifest_path.read_bytes()).hexdigest()
+    assert len(report["outputs"]) == 2
     for output in report["outputs"]:
-        if output["path"].endswith("-manifest.json"):
-            continue
         name = output["path"].rsplit("/", 1)[1]
         assert (listed[name]["sha256"], listed[name]["bytes"]) == (output["sha256"], output["bytes"])
     assert manifest["provider"] == "microsoft-azure" and manifest["key_type"] == "EC-NISTP256"
