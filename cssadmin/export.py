@@ -137,7 +137,7 @@ class Export:
             self.algorithm, self.scheme = provider.choose_algorithm(self.key_type, self.kek, self.request.options)
             self.strength: StrengthVerdict = judge_kek(
                 self.kek.bits, self.key_type, provider.strongest_kek,
-                allow_weaker=self.request.allow_weaker_kek, remedy=provider.kek_remedy(self.kek.bits))
+                allow_weaker=self.request.allow_weaker_kek, remedy=provider.stronger_kek)
             if self.strength.warning:
                 self.warnings.append(self.strength.warning)
             if self.request.options.allow_deprecated and self.algorithm in provider.deprecated:

@@ -81,11 +81,16 @@ def test_pin_file_modes_are_judged_on_posix(tmp_path):
     assert caught.value.code == "SECRET_FILE_TOO_OPEN" and "chmod 600" in str(caught.value)
 
 
+class Stdin:
+    def __init__(self, is_terminal: bool):
+        self.is_terminal = is_terminal
+
+    def isatty(self) -> bool:
+        return self.is_terminal
+
+
 def test_no_terminal_means_no_prompt(monkeypatch):
-    class NotATerminal:
-        def isatty(self):
-            return False
-    monkeypatch.setattr(secret_input.sys, "stdin", NotATerminal())
+    monkeypatch.setattr(secret_input.sys, "stdin", Stdin(False))
     with pytest.raises(CustodyError) as caught:
         secret_input.from_terminal("PIN: ")
     assert "not a terminal" in caught.value.message
@@ -95,14 +100,10 @@ def test_a_prompt_that_would_echo_is_refused(monkeypatch):
     import getpass
     import warnings
 
-    class Terminal:
-        def isatty(self):
-            return True
-
     def echoing_getpass(prompt):
         warnings.warn("Can not control echo on the terminal.", getpass.GetPassWarning)
         return "1234"
-    monkeypatch.setattr(secret_input.sys, "stdin", Terminal())
+    monkeypatch.setattr(secret_input.sys, "stdin", Stdin(True))
     monkeypatch.setattr(secret_input.getpass, "getpass", echoing_getpass)
     with pytest.raises(CustodyError) as caught:
         secret_input.from_terminal("PIN: ")
@@ -110,11 +111,8 @@ def test_a_prompt_that_would_echo_is_refused(monkeypatch):
 
 
 def test_a_new_passphrase_is_typed_twice(monkeypatch):
-    class Terminal:
-        def isatty(self):
-            return True
     answers = iter(["first", "second"])
-    monkeypatch.setattr(secret_input.sys, "stdin", Terminal())
+    monkeypatch.setattr(secret_input.sys, "stdin", Stdin(True))
     monkeypatch.setattr(secret_input.getpass, "getpass", lambda prompt: next(answers))
     with pytest.raises(CustodyError) as caught:
         secret_input.from_terminal("Passphrase: ", "passphrase", confirm=True)

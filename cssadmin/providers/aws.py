@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import schemes
-from ..errors import PolicyError, WrappingKeyError
+from ..errors import PolicyError
 from ..keytypes import KeyType
 from ..schemes import WrapScheme
 from ..wrapping_key import WrappingKey
@@ -18,20 +18,8 @@ _AWS_KEY_SPECS = {
 }
 
 
-WRAPPING_KEY_SPECS = (2048, 3072, 4096)
-
-
 @dataclass(frozen=True)
 class Aws(Provider):
-    def check_wrapping_key(self, kek: WrappingKey, options: Options) -> None:
-        if kek.bits not in WRAPPING_KEY_SPECS:
-            raise WrappingKeyError(f"AWS KMS wrapping keys are RSA_2048, RSA_3072 or RSA_4096; this one is "
-                                   f"RSA-{kek.bits}", code="WRAPPING_KEY_WRONG_SIZE",
-                                   remedy="use the WrappingKey file from the key's ImportParameters")
-
-    def kek_remedy(self, kek_bits: int) -> str | None:
-        return "download the import parameters again with the RSA_4096 wrapping key spec"
-
     def choose_algorithm(self, key_type: KeyType, kek: WrappingKey, options: Options) -> tuple[str, WrapScheme]:
         name, scheme = super().choose_algorithm(key_type, kek, options)
         if scheme.kind == "rsa_aes" or not key_type.is_private_key:
@@ -74,4 +62,7 @@ PROVIDER = Aws(
     wrap_alg_positional=True,
     strongest_kek=152,
     deprecated={"RSAES_PKCS1_V1_5": "AWS KMS stopped accepting it on 2023-10-10"},
+    kek_name="AWS KMS wrapping keys",
+    kek_source="use the WrappingKey file of the key's ImportParameters (RSA_2048, RSA_3072 or RSA_4096 spec)",
+    stronger_kek="download the import parameters again with the RSA_4096 wrapping key spec",
 )

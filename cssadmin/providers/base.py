@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from ..errors import PolicyError, UsageError
+from ..errors import PolicyError, UsageError, WrappingKeyError
 from ..keytypes import KEY_TYPES, KeyType
 from ..schemes import WrapScheme
 from ..wrapping_key import WrappingKey
@@ -59,6 +59,10 @@ class Provider:
     deprecated: Mapping[str, str] = field(default_factory=dict)   # algorithm -> why
     needs_certificate: bool = False
     takes: frozenset[str] = frozenset()        # which OPTION_FLAGS this provider uses
+    kek_sizes: tuple[int, ...] = (2048, 3072, 4096)   # RSA sizes of the wrapping keys the cloud issues
+    kek_name: str = "wrapping keys"            # what the cloud calls them, for messages
+    kek_source: str | None = None              # where the right one comes from
+    stronger_kek: str | None = None            # how to get a stronger one, when the strength rule refuses
 
     # --- request checks, before anything is loaded -------------------------------------------
     def key_type(self, requested: str | None) -> KeyType:
@@ -101,10 +105,12 @@ class Provider:
 
     # --- wrapping key rules (exit 3) and algorithm choice (exit 4) --------------------------
     def check_wrapping_key(self, kek: WrappingKey, options: Options) -> None:
-        """The cloud's own rules on the wrapping key (sizes it uses, certificate needed)."""
-
-    def kek_remedy(self, kek_bits: int) -> str | None:
-        return None
+        """The cloud's own rules on the wrapping key (exit 3): the sizes it issues."""
+        if kek.bits not in self.kek_sizes:
+            *others, last = [f"RSA-{bits}" for bits in self.kek_sizes]
+            sizes = f"{', '.join(others)} or {last}" if others else last
+            raise WrappingKeyError(f"{self.kek_name} are {sizes}; this one is RSA-{kek.bits}",
+                                   code="WRAPPING_KEY_WRONG_SIZE", remedy=self.kek_source)
 
     def choose_algorithm(self, key_type: KeyType, kek: WrappingKey, options: Options) -> tuple[str, WrapScheme]:
         """The algorithm for this key and wrapping key; check_options has vetted the name."""

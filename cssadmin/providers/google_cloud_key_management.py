@@ -45,10 +45,7 @@ class GoogleCloudKms(Provider):
                              f"{', '.join(IMPORT_METHODS)}", code="IMPORT_METHOD_UNKNOWN")
 
     def check_wrapping_key(self, kek: WrappingKey, options: Options) -> None:
-        if kek.bits not in (3072, 4096):
-            raise WrappingKeyError(f"Cloud KMS import jobs use RSA-3072 or RSA-4096 wrapping keys; this one is "
-                                   f"RSA-{kek.bits}", code="WRAPPING_KEY_WRONG_SIZE",
-                                   remedy="download the import job's public key (gcloud kms import-jobs describe)")
+        super().check_wrapping_key(kek, options)
         if options.import_method and IMPORT_METHODS[options.import_method][0] != kek.bits:
             raise WrappingKeyError(f"--import-method {options.import_method} needs an RSA-"
                                    f"{IMPORT_METHODS[options.import_method][0]} wrapping key; this one is "
@@ -66,9 +63,6 @@ class GoogleCloudKms(Provider):
             if key_type.plaintext_bytes > scheme.max_plaintext(kek.bits):
                 raise PolicyError(f"{key_type.name} does not fit {method}", code="ALGORITHM_NOT_ALLOWED")
         return method, scheme
-
-    def kek_remedy(self, kek_bits: int) -> str | None:
-        return "create the import job with an RSA_OAEP_4096_* import method"
 
     def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
         names = [f"{key_name}-wrapped.bin"]
@@ -99,5 +93,9 @@ PROVIDER = GoogleCloudKms(
     algorithms={},
     wrap_alg_positional=False,
     takes=frozenset({"import_method"}),
+    kek_sizes=(3072, 4096),
+    kek_name="Cloud KMS import job keys",
+    kek_source="download the import job's public key (gcloud kms import-jobs describe)",
+    stronger_kek="create the import job with an RSA_OAEP_4096_* import method",
     strongest_kek=152,
 )

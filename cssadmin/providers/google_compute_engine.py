@@ -5,9 +5,8 @@ import json
 from dataclasses import dataclass
 
 from .. import schemes
-from ..errors import UsageError, WrappingKeyError
+from ..errors import UsageError
 from ..keytypes import KeyType
-from ..wrapping_key import WrappingKey
 from . import base64text
 from .base import OutputFile, Options, Provider, Wrapped
 
@@ -22,12 +21,6 @@ class GoogleComputeEngine(Provider):
         if options.csek_uri is not None and not options.csek_uri.startswith("https://"):
             raise UsageError(f"--csek-uri must be the resource's full https:// URL (got {options.csek_uri!r})",
                              code="BAD_CSEK_URI")
-
-    def check_wrapping_key(self, kek: WrappingKey, options: Options) -> None:
-        if kek.bits != 2048:
-            raise WrappingKeyError(f"Google's CSEK ingress certificate carries an RSA-2048 key; this one is "
-                                   f"RSA-{kek.bits}", code="WRAPPING_KEY_WRONG_SIZE",
-                                   remedy="download google-cloud-csek-ingress.pem from Google")
 
     def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
         names = [f"{key_name}-wrapped"]
@@ -65,4 +58,7 @@ PROVIDER = GoogleComputeEngine(
     takes=frozenset({"csek_uri"}),
     strongest_kek=112,
     needs_certificate=True,
+    kek_sizes=(2048,),
+    kek_name="keys of Google's CSEK ingress certificate",
+    kek_source="download google-cloud-csek-ingress.pem from Google",
 )

@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass
 
 from .. import schemes
-from ..errors import UsageError, WrappingKeyError
+from ..errors import UsageError
 from ..keytypes import KeyType
 from ..schemes import WrapScheme
 from ..wrapping_key import WrappingKey
@@ -26,16 +26,8 @@ class MicrosoftAzure(Provider):
                              "/keys/<name>/<version>", code="AZURE_KID_MISSING")
         parse_kid(options.azure_kek)
 
-    def check_wrapping_key(self, kek: WrappingKey, options: Options) -> None:
-        if kek.bits not in (2048, 3072, 4096):
-            raise WrappingKeyError(f"Azure KEKs are RSA-HSM keys of 2048, 3072 or 4096 bits; this one is "
-                                   f"RSA-{kek.bits}", code="WRAPPING_KEY_WRONG_SIZE")
-
     def choose_algorithm(self, key_type: KeyType, kek: WrappingKey, options: Options) -> tuple[str, WrapScheme]:
         return ENC, schemes.RSA_AES_SHA1
-
-    def kek_remedy(self, kek_bits: int) -> str | None:
-        return "create the KEK as an RSA-HSM key of 3072 or 4096 bits with key_ops import"
 
     def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
         return [f"KeyTransferPackage-{key_name}.byok", f"{key_name}-public.pem"]
@@ -65,5 +57,8 @@ PROVIDER = MicrosoftAzure(
     algorithms={},
     wrap_alg_positional=False,
     takes=frozenset({"azure_kek"}),
+    kek_name="Azure KEKs (RSA-HSM keys with key_ops import)",
+    kek_source="download the KEK's public key: az keyvault key download --name KEK --vault-name V --file KEK.pem",
+    stronger_kek="create the KEK as an RSA-HSM key of 3072 or 4096 bits with key_ops import",
     strongest_kek=152,
 )

@@ -4,23 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import schemes
-from ..errors import WrappingKeyError
 from ..keytypes import KeyType
-from ..wrapping_key import WrappingKey
 from . import base64text
 from .base import OutputFile, Options, Provider, Wrapped
-
-REQUIRED_BITS = 4096
 
 
 @dataclass(frozen=True)
 class Salesforce(Provider):
-    def check_wrapping_key(self, kek: WrappingKey, options: Options) -> None:
-        if kek.bits != REQUIRED_BITS:
-            raise WrappingKeyError(f"Salesforce BYOK certificates carry RSA-{REQUIRED_BITS} keys; this one is "
-                                   f"RSA-{kek.bits}", code="WRAPPING_KEY_WRONG_SIZE",
-                                   remedy="download the BYOK certificate from Salesforce Setup > Certificate and Key Management")
-
     def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
         return [f"{key_name}-wrapped", f"{key_name}-hash"]
 
@@ -43,4 +33,7 @@ PROVIDER = Salesforce(
     wrap_alg_positional=True,
     strongest_kek=152,
     needs_certificate=True,
+    kek_sizes=(4096,),
+    kek_name="keys of Salesforce BYOK certificates",
+    kek_source="download the BYOK certificate from Salesforce Setup > Certificate and Key Management",
 )
