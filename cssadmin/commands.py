@@ -63,11 +63,11 @@ def export(namespace: argparse.Namespace) -> dict:
         require_removable=namespace.require_removable,
         allow_weaker_kek=namespace.allow_weaker_kek,
     )
-    export = Export(request, lambda: _open_custody(namespace))
+    job = Export(request, lambda: _open_custody(namespace))
     if not namespace.no_audit:
         from .audit import check_appendable, default_audit_path
         check_appendable(namespace.audit_log or default_audit_path())
-    report = export.run()
+    report = job.run()
     if not namespace.no_audit:
         _audit(report, namespace.audit_log)
     return report.as_dict()
@@ -103,6 +103,8 @@ def _check_conflicts(namespace: argparse.Namespace) -> None:
         raise UsageError(f"--keystore cannot be combined with {', '.join(token_options)}")
     if not namespace.keystore and (namespace.passphrase_file or namespace.passphrase_env):
         raise UsageError("--passphrase-file and --passphrase-env need --keystore")
+    if namespace.no_audit and namespace.audit_log:
+        raise UsageError("--audit-log and --no-audit contradict each other; give one")
     label_options = [value for value in (namespace.token, namespace.cardset, namespace.softcard) if value]
     if len(label_options) > 1 and len(set(label_options)) > 1:
         raise UsageError("--token, -O and -S name different tokens; give one")

@@ -20,6 +20,7 @@ from .providers.base import Options, Provider, Wrapped
 from .strength import StrengthVerdict, judge_kek
 from .wrapping_key import WrappingKey, check_expected_fingerprints, load_wrapping_key_file
 
+
 class State(Enum):
     PARSED = 1
     KEK_LOADED = 2
@@ -93,6 +94,7 @@ class Export:
         output.preflight(request.out_dir, self.output_names, request.force,
                          require_removable=request.require_removable)
         self.warnings: list[str] = list(provider.warnings(request.options))
+        self.custody: Custody | None = None
         self.state = State.PARSED
 
     @contextmanager
@@ -145,7 +147,7 @@ class Export:
 
     def ready_key(self) -> None:
         with self._step(State.KEY_READY):
-            self.custody: Custody = self._open_custody()
+            self.custody = self._open_custody()
             self.key: KeyRef = self.custody.get_or_create(self.request.key_name, self.key_type)
             if self.custody.protection == "software":
                 self.warnings.append("the key is held in a software keystore, not an HSM: it has existed in "
@@ -188,12 +190,12 @@ class Export:
             try:
                 self.verify_mechanism()
                 self.wrap()
-            except Exception:
+            except BaseException:
                 # A key made by this run and never exported would only clutter the token.
                 self.custody.discard(self.key)
                 raise
         finally:
-            if hasattr(self, "custody"):
+            if self.custody is not None:
                 self.custody.close()
         self.write()
         return self.verify()
