@@ -8,7 +8,7 @@ from ..errors import PolicyError
 from ..keytypes import KeyType
 from ..schemes import WrapScheme
 from ..wrapping_key import WrappingKey
-from .base import OutputFile, Options, Provider, Wrapped
+from .base import Options, Provider, Wrapped
 
 _AWS_KEY_SPECS = {
     "AES-256": "SYMMETRIC_DEFAULT", "RSA-2048": "RSA_2048", "RSA-3072": "RSA_3072", "RSA-4096": "RSA_4096",
@@ -28,19 +28,15 @@ class Aws(Provider):
             raise PolicyError(f"AWS KMS imports {key_type.name} keys only with RSA_AES_KEY_WRAP_SHA_256 or "
                               f"RSA_AES_KEY_WRAP_SHA_1; {name} cannot carry a private RSA key",
                               code="ALGORITHM_NOT_ALLOWED")
-        capacity = scheme.max_plaintext(kek.bits)
-        if key_type.plaintext_bytes > capacity:
-            raise PolicyError(f"a {key_type.name} PKCS#8 key ({key_type.plaintext_bytes} bytes) does not fit "
-                              f"{name} under an RSA-{kek.bits} wrapping key (at most {capacity} bytes)",
-                              code="ALGORITHM_NOT_ALLOWED",
-                              remedy="use RSA_AES_KEY_WRAP_SHA_256 or a larger wrapping key spec")
+        self.require_fit(key_type, name, scheme, kek.bits,
+                         remedy="use RSA_AES_KEY_WRAP_SHA_256 or a larger wrapping key spec")
         return name, scheme
 
     def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
         return [f"{key_name}-wrapped"]
 
-    def outputs(self, wrapped: Wrapped, options: Options) -> list[OutputFile]:
-        return [OutputFile(f"{wrapped.key_name}-wrapped", wrapped.blob)]
+    def contents(self, wrapped: Wrapped, options: Options) -> list[bytes]:
+        return [wrapped.blob]
 
     def next_step(self, wrapped: Wrapped, options: Options) -> str:
         return ("aws kms import-key-material --key-id <KEY_ID> "

@@ -116,13 +116,27 @@ class Provider:
         """The algorithm for this key and wrapping key; check_options has vetted the name."""
         return options.wrap_alg, self.algorithms[options.wrap_alg]
 
+    @staticmethod
+    def require_fit(key_type: KeyType, algorithm: str, scheme: WrapScheme, kek_bits: int, remedy: str) -> None:
+        """A scheme that wraps the target directly (no RSA-AES) must have room for it."""
+        capacity = scheme.max_plaintext(kek_bits)
+        if capacity is not None and key_type.plaintext_bytes > capacity:
+            raise PolicyError(f"a {key_type.name} key ({key_type.plaintext_bytes} bytes as wrapped) does not fit "
+                              f"{algorithm} under an RSA-{kek_bits} wrapping key (at most {capacity} bytes)",
+                              code="ALGORITHM_NOT_ALLOWED", remedy=remedy)
+
     # --- encoding --------------------------------------------------------------------------
-    def outputs(self, wrapped: Wrapped, options: Options) -> list[OutputFile]:
+    def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
+        """The files of an export, known before wrapping for the pre-flight check."""
         raise NotImplementedError
 
-    def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
-        """The file names `outputs` will produce, known before wrapping for the pre-flight check."""
+    def contents(self, wrapped: Wrapped, options: Options) -> list[bytes]:
+        """What goes into each of output_names, in the same order."""
         raise NotImplementedError
+
+    def outputs(self, wrapped: Wrapped, options: Options) -> list[OutputFile]:
+        names = self.output_names(wrapped.key_name, wrapped.key_type, options)
+        return [OutputFile(name, data) for name, data in zip(names, self.contents(wrapped, options), strict=True)]
 
     def next_step(self, wrapped: Wrapped, options: Options) -> str:
         raise NotImplementedError

@@ -8,7 +8,7 @@ from ..errors import PolicyError, UsageError, WrappingKeyError
 from ..keytypes import KeyType
 from ..schemes import WrapScheme
 from ..wrapping_key import WrappingKey
-from .base import OutputFile, Options, Provider, Wrapped
+from .base import Options, Provider, Wrapped
 
 IMPORT_METHODS: dict[str, tuple[int, WrapScheme]] = {
     "RSA_OAEP_3072_SHA1_AES_256": (3072, schemes.RSA_AES_SHA1),
@@ -60,8 +60,7 @@ class GoogleCloudKms(Provider):
                                   f"{key_type.name} private key ({key_type.plaintext_bytes} bytes)",
                                   code="ALGORITHM_NOT_ALLOWED",
                                   remedy=f"use RSA_OAEP_{kek.bits}_SHA256_AES_256")
-            if key_type.plaintext_bytes > scheme.max_plaintext(kek.bits):
-                raise PolicyError(f"{key_type.name} does not fit {method}", code="ALGORITHM_NOT_ALLOWED")
+            self.require_fit(key_type, method, scheme, kek.bits, remedy=f"use RSA_OAEP_{kek.bits}_SHA256_AES_256")
         return method, scheme
 
     def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
@@ -70,11 +69,8 @@ class GoogleCloudKms(Provider):
             names.append(f"{key_name}-public.pem")
         return names
 
-    def outputs(self, wrapped: Wrapped, options: Options) -> list[OutputFile]:
-        files = [OutputFile(f"{wrapped.key_name}-wrapped.bin", wrapped.blob)]
-        if wrapped.public_key_pem is not None:
-            files.append(OutputFile(f"{wrapped.key_name}-public.pem", wrapped.public_key_pem))
-        return files
+    def contents(self, wrapped: Wrapped, options: Options) -> list[bytes]:
+        return [wrapped.blob] + ([wrapped.public_key_pem] if wrapped.key_type.is_private_key else [])
 
     def next_step(self, wrapped: Wrapped, options: Options) -> str:
         step = ("gcloud kms keys versions import --import-job <IMPORT_JOB> --location <LOCATION> "

@@ -8,7 +8,7 @@ from .. import schemes
 from ..errors import UsageError
 from ..keytypes import KeyType
 from . import base64text
-from .base import OutputFile, Options, Provider, Wrapped
+from .base import Options, Provider, Wrapped
 
 DEPRECATION = ("Google marks customer-supplied encryption keys (CSEK) deprecated in the Compute Engine API "
                "and recommends Cloud KMS keys (CMEK); the export still works where CSEK is accepted")
@@ -28,13 +28,12 @@ class GoogleComputeEngine(Provider):
             names.append(f"{key_name}-csek.json")
         return names
 
-    def outputs(self, wrapped: Wrapped, options: Options) -> list[OutputFile]:
+    def contents(self, wrapped: Wrapped, options: Options) -> list[bytes]:
         encoded = base64text.standard(wrapped.blob)
-        files = [OutputFile(f"{wrapped.key_name}-wrapped", encoded)]
-        if options.csek_uri:
-            entry = [{"uri": options.csek_uri, "key": encoded.decode("ascii"), "key-type": "rsa-encrypted"}]
-            files.append(OutputFile(f"{wrapped.key_name}-csek.json", (json.dumps(entry, indent=2) + "\n").encode()))
-        return files
+        if not options.csek_uri:
+            return [encoded]
+        entry = [{"uri": options.csek_uri, "key": encoded.decode("ascii"), "key-type": "rsa-encrypted"}]
+        return [encoded, (json.dumps(entry, indent=2) + "\n").encode()]
 
     def next_step(self, wrapped: Wrapped, options: Options) -> str:
         steps = (f"In the Google Cloud console, create the disk, image or snapshot; under Encryption choose "

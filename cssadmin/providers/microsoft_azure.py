@@ -11,7 +11,7 @@ from ..schemes import WrapScheme
 from ..wrapping_key import WrappingKey
 from . import base64text
 from .azure_kid import parse_kid
-from .base import OutputFile, Options, Provider, Wrapped
+from .base import Options, Provider, Wrapped
 
 ENC = "CKM_RSA_AES_KEY_WRAP"
 _EC_CURVES = {"EC-NISTP256": "P-256", "EC-NISTP384": "P-384", "EC-NISTP521": "P-521", "EC-SECP256K1": "P-256K"}
@@ -32,15 +32,14 @@ class MicrosoftAzure(Provider):
     def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
         return [f"KeyTransferPackage-{key_name}.byok", f"{key_name}-public.pem"]
 
-    def outputs(self, wrapped: Wrapped, options: Options) -> list[OutputFile]:
+    def contents(self, wrapped: Wrapped, options: Options) -> list[bytes]:
         package = {
             "schema_version": "1.0.0",
             "header": {"kid": options.azure_kek, "alg": "dir", "enc": ENC},
             "ciphertext": base64text.url_unpadded(wrapped.blob),
             "generator": wrapped.generator,
         }
-        return [OutputFile(f"KeyTransferPackage-{wrapped.key_name}.byok", json.dumps(package, indent=2).encode()),
-                OutputFile(f"{wrapped.key_name}-public.pem", wrapped.public_key_pem)]
+        return [json.dumps(package, indent=2).encode(), wrapped.public_key_pem]
 
     def next_step(self, wrapped: Wrapped, options: Options) -> str:
         kid = parse_kid(options.azure_kek)

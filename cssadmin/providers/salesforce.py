@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from .. import schemes
 from ..keytypes import KeyType
 from . import base64text
-from .base import OutputFile, Options, Provider, Wrapped
+from .base import Options, Provider, Wrapped
 
 
 @dataclass(frozen=True)
@@ -14,9 +14,8 @@ class Salesforce(Provider):
     def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
         return [f"{key_name}-wrapped", f"{key_name}-hash"]
 
-    def outputs(self, wrapped: Wrapped, options: Options) -> list[OutputFile]:
-        return [OutputFile(f"{wrapped.key_name}-wrapped", base64text.standard(wrapped.blob)),
-                OutputFile(f"{wrapped.key_name}-hash", base64text.standard(wrapped.secret_sha256))]
+    def contents(self, wrapped: Wrapped, options: Options) -> list[bytes]:
+        return [base64text.standard(wrapped.blob), base64text.standard(wrapped.secret_sha256)]
 
     def next_step(self, wrapped: Wrapped, options: Options) -> str:
         return ("In Salesforce Setup > Platform Encryption > Key Management, choose the tenant secret type, "
