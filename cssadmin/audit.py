@@ -14,13 +14,13 @@ import hashlib
 import json
 import os
 import socket
-import sys
 from datetime import datetime, timezone
 from pathlib import Path, PureWindowsPath
-from typing import Mapping
+from typing import Iterable, Mapping
 
-from .durable import fsync_directory, write_fully
+from .durable import ON_WINDOWS, fsync_directory, open_private, write_fully
 from .errors import OutputError
+from .facts import ExportFacts, FileFacts
 
 try:
     import fcntl as _fcntl
@@ -43,10 +43,10 @@ _TAIL_CHUNK = 4096
 
 # ------------------------------------------------------------------------------ where it lives
 
-def default_audit_path(env: Mapping[str, str] = os.environ, platform: str = sys.platform,
+def default_audit_path(env: Mapping[str, str] = os.environ, windows: bool = ON_WINDOWS,
                        home: str | os.PathLike | None = None) -> Path:
     """%LOCALAPPDATA%\\cssadmin\\audit.jsonl on Windows, else $XDG_STATE_HOME or ~/.local/state."""
-    if platform.startswith("win"):
+    if windows:
         base = env.get("LOCALAPPDATA") or PureWindowsPath(_home(env, "USERPROFILE", home), "AppData", "Local")
         return Path(str(PureWindowsPath(base, "cssadmin", "audit.jsonl")))
     state_home = env.get("XDG_STATE_HOME", "")
@@ -69,27 +69,26 @@ def _home(env: Mapping[str, str], variable: str, home: str | os.PathLike | None)
 
 # ------------------------------------------------------------------------------ what goes in
 
-def build_export_record(*, tool_version: str, provider: str, key_name: str, key_type: str, key_created: bool,
-                        protection: str, algorithm: str, wrapping_key: Mapping, outputs: list[Mapping],
-                        warnings: list[str]) -> dict:
+def build_export_record(facts: ExportFacts, files: Iterable[FileFacts]) -> dict:
     """The fields of one export's record: only the named ones are copied, so no secret can ride along."""
     return {
         "event": "export",
-        "tool_version": tool_version,
-        "provider": provider,
-        "key": {"name": key_name, "type": key_type, "created": bool(key_created), "protection": protection},
-        "algorithm": algorithm,
-        "wrapping_key": _pick(wrapping_key, WRAPPING_KEY_FIELDS, "wrapping_key"),
-        "outputs": [_pick(item, OUTPUT_FIELDS, "outputs[]") for item in outputs],
-        "warnings": [str(warning) for warning in warnings],
+        "tool_version": facts.tool_version,
+        "provider": facts.provider,
+        "key": {"name": facts.key.name, "type": facts.key.type, "created": bool(facts.key.created),
+                "protection": facts.key.protection},
+        "algorithm": facts.algorithm,
+        "wrapping_key": _pick(facts.wrapping_key, WRAPPING_KEY_FIELDS, "wrapping_key"),
+        "outputs": [_pick(item, OUTPUT_FIELDS, "outputs[]") for item in files],
+        "warnings": [str(warning) for warning in facts.warnings],
     }
 
 
-def _pick(source: Mapping, fields: tuple[str, ...], what: str) -> dict:
-    missing = [name for name in fields if name not in source]
+def _pick(source: object, fields: tuple[str, ...], what: str) -> dict:
+    missing = [name for name in fields if not hasattr(source, name)]
     if missing:
         raise ValueError(f"{what} lacks {', '.join(missing)}")
-    return {name: source[name] for name in fields}
+    return {name: getattr(source, name) for name in fields}
 
 
 # ------------------------------------------------------------------------------------ append
@@ -122,8 +121,7 @@ def check_appendable(path: str | os.PathLike) -> None:
     log_path = Path(path)
     try:
         if os.path.lexists(log_path):
-            descriptor = os.open(log_path, os.O_RDWR | os.O_APPEND | getattr(os, "O_BINARY", 0)
-                                 | getattr(os, "O_NOFOLLOW", 0))
+            descriptor = open_private(log_path, os.O_RDWR | os.O_APPEND)
             try:
                 _last_line(descriptor, os.fstat(descriptor).st_size)
             finally:
@@ -141,8 +139,7 @@ def check_appendable(path: str | os.PathLike) -> None:
 def _open_log(log_path: Path) -> int:
     # O_NOFOLLOW: a symlink planted at the log's name must not redirect the appends.
     _make_private_dirs(log_path.parent)
-    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
-    return os.open(log_path, flags, 0o600)
+    return open_private(log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
 
 
 def _append_locked(descriptor: int, log_path: Path, record: Mapping) -> dict:

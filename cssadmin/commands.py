@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from . import secret_input
 from .errors import UsageError
@@ -40,53 +41,36 @@ def _verify_action(args: list[str]) -> dict:
 
 
 def export(namespace: argparse.Namespace) -> dict:
-    from .export import Export, Request, TrustOptions
+    from . import export
     from .providers import get_provider
     from .providers.base import Options
+    from .trust import TrustRequest
 
     provider_name, key_name, wrap_key_path, *rest = namespace.args
     _check_conflicts(namespace)
-    provider = get_provider(provider_name)
-    request = Request(
-        provider=provider,
+    request = export.Request(
+        provider=get_provider(provider_name),
         key_name=key_name,
         wrap_key_path=wrap_key_path,
         key_type=namespace.key_type,
         options=Options(wrap_alg=rest[0] if rest else None, import_method=namespace.import_method,
                         azure_kek=namespace.azure_kek, csek_uri=namespace.csek_uri,
                         allow_deprecated=namespace.allow_deprecated),
-        trust=TrustOptions(expected_fingerprints=tuple(_fingerprints(namespace.expect_fingerprint)),
+        trust=TrustRequest(expected_fingerprints=tuple(_fingerprints(namespace.expect_fingerprint)),
                            ca_bundle=namespace.ca_bundle, pins=namespace.pins,
                            trust_unpinned=namespace.trust_unpinned),
         out_dir=namespace.out_dir,
         force=namespace.force,
         require_removable=namespace.require_removable,
         allow_weaker_kek=namespace.allow_weaker_kek,
+        audit_log=None if namespace.no_audit else _audit_path(namespace.audit_log),
     )
-    job = Export(request, lambda: _open_custody(namespace))
-    if not namespace.no_audit:
-        from .audit import check_appendable, default_audit_path
-        check_appendable(namespace.audit_log or default_audit_path())
-    report = job.run()
-    if not namespace.no_audit:
-        _audit(report, namespace.audit_log)
-    return report.as_dict()
+    return export.run(request, lambda: _open_custody(namespace)).as_dict()
 
 
-def _audit(report, audit_log: str | None) -> None:
-    from . import __version__, audit
-    from .errors import OutputError
-    record = audit.build_export_record(
-        tool_version=__version__, provider=report.provider, key_name=report.key["name"],
-        key_type=report.key["type"], key_created=report.key["created"], protection=report.key["protection"],
-        algorithm=report.algorithm, wrapping_key=report.wrapping_key, outputs=report.outputs + [report.manifest],
-        warnings=report.warnings)
-    try:
-        audit.append_record(audit_log or audit.default_audit_path(), record)
-    except OutputError as failure:
-        raise OutputError(f"the outputs were written and verified, but the audit record was not: {failure}",
-                          code="AUDIT_WRITE_FAILED",
-                          remedy="fix the audit log, or pass --no-audit to export without one") from None
+def _audit_path(given: str | None) -> Path:
+    from .audit import default_audit_path
+    return Path(given) if given else default_audit_path()
 
 
 def _fingerprints(values: list[str]) -> list[str]:

@@ -1,48 +1,31 @@
-"""The order of one export, as explicit states with one way into each.
+"""One export, top to bottom: parse, wrapping key, trust, policy, custody, self-test, wrap, files,
+verify, audit, report.
 
-PARSED -> KEK_LOADED -> KEK_TRUSTED -> POLICY_OK -> KEY_READY -> MECHANISM_VERIFIED -> WRAPPED
--> WRITTEN -> VERIFIED. Nothing touches the token before POLICY_OK; nothing touches the output
-directory before WRAPPED except the pre-flight check at PARSED.
+Each step returns a frozen value and takes, as arguments, the values of the steps it depends on,
+so the order is fixed by the data and no step reaches into another's state. Nothing touches the
+token before the policy decision; nothing touches the output directory before the wrap, except the
+pre-flight checks of the parse step, so a doomed run fails before the HSM generates anything.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from enum import Enum
+from pathlib import Path
 from typing import Callable
 
-from . import __version__, manifest, output
-from .custody import Custody, KeyRef
+from . import __version__, audit, manifest, output, trust
+from .custody import Custody
+from .errors import OutputError
+from .facts import ExportFacts, FileFacts, KeyFacts, WrappingKeyFacts
 from .keynames import check_key_name
 from .keytypes import KeyType
 from .providers.base import Options, Provider, Wrapped
+from .schemes import WrapScheme
 from .strength import StrengthVerdict, judge_kek
-from .wrapping_key import WrappingKey, check_expected_fingerprints, load_wrapping_key_file
+from .wrapping_key import WrappingKey, load_wrapping_key_file
 
-
-class State(Enum):
-    PARSED = 1
-    KEK_LOADED = 2
-    KEK_TRUSTED = 3
-    POLICY_OK = 4
-    KEY_READY = 5
-    MECHANISM_VERIFIED = 6
-    WRAPPED = 7
-    WRITTEN = 8
-    VERIFIED = 9
-
-
-class IllegalTransition(RuntimeError):
-    """A programming error: a step was called out of order."""
-
-
-@dataclass(frozen=True)
-class TrustOptions:
-    expected_fingerprints: tuple[str, ...] = ()
-    ca_bundle: str | None = None
-    pins: str | None = None
-    trust_unpinned: bool = False
+SOFTWARE_WARNING = ("the key is held in a software keystore, not an HSM: it has existed in plaintext in this "
+                    "computer's memory")
 
 
 @dataclass(frozen=True)
@@ -52,171 +35,151 @@ class Request:
     wrap_key_path: str
     key_type: str | None = None
     options: Options = Options()
-    trust: TrustOptions = TrustOptions()
+    trust: trust.TrustRequest = trust.TrustRequest()
     out_dir: str = "."
     force: bool = False
     require_removable: bool = False
     allow_weaker_kek: bool = False
+    audit_log: Path | None = None       # None: no audit record (--no-audit)
 
 
-@dataclass
-class Report:
-    provider: str
-    key: dict
-    wrapping_key: dict
+@dataclass(frozen=True)
+class Plan:
+    """The request checked, and its destination and audit log found usable."""
+    request: Request
+    key_type: KeyType
+    output_names: tuple[str, ...]       # the cloud's files; the manifest comes last, after them
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
     algorithm: str
-    outputs: list[dict]          # the files the cloud's import takes
-    manifest: dict               # the file that lists them, for the receiving side's check
-    next_step: str
-    warnings: list[str] = field(default_factory=list)
+    scheme: WrapScheme
+    strength: StrengthVerdict
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What left the custody: the wrapped key and the facts about it."""
+    key: KeyFacts
+    wrapped: Wrapped
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Report:
+    facts: ExportFacts
+    outputs: tuple[FileFacts, ...]      # the files the cloud's import takes
+    manifest: FileFacts                 # the file that lists them, for the receiving side's check
 
     def as_dict(self) -> dict:
-        return {"ok": True, "provider": self.provider, "key": self.key, "wrapping_key": self.wrapping_key,
-                "algorithm": self.algorithm, "outputs": self.outputs, "manifest": self.manifest,
-                "next_step": self.next_step, "warnings": self.warnings}
+        facts = self.facts
+        return {"ok": True, "provider": facts.provider, "key": facts.key.as_dict(),
+                "wrapping_key": facts.wrapping_key.as_dict(), "algorithm": facts.algorithm,
+                "outputs": [item.as_dict() for item in self.outputs], "manifest": self.manifest.as_dict(),
+                "next_step": facts.next_step, "warnings": list(facts.warnings)}
 
 
-class Export:
-    def __init__(self, request: Request, open_custody: Callable[[], Custody],
-                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
-        self.request = request
-        self._open_custody = open_custody
-        self._now = now
-        provider = request.provider
-        check_key_name(request.key_name)
-        provider.check_options(request.options)
-        provider.check_trust_options([flag for flag, given in (
-            ("--ca-bundle", request.trust.ca_bundle), ("--pins", request.trust.pins),
-            ("--trust-unpinned", request.trust.trust_unpinned)) if given])
-        self.key_type: KeyType = provider.key_type(request.key_type)
-        self.output_names = provider.output_names(request.key_name, self.key_type, request.options) + [
-            manifest.manifest_name(request.key_name)]
-        output.preflight(request.out_dir, self.output_names, request.force,
-                         require_removable=request.require_removable)
-        self.warnings: list[str] = list(provider.warnings(request.options))
-        self.custody: Custody | None = None
-        self.state = State.PARSED
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
-    @contextmanager
-    def _step(self, target: State):
-        """The only way into `target`: from the state just before it, and only if the step succeeds."""
-        source = State(target.value - 1)
-        if self.state is not source:
-            raise IllegalTransition(f"{target.name} needs {source.name}, but the export is at {self.state.name}")
-        yield
-        self.state = target
 
-    # --- the steps, in order ---------------------------------------------------------------
-    def load_wrapping_key(self) -> None:
-        with self._step(State.KEK_LOADED):
-            self.kek: WrappingKey = load_wrapping_key_file(self.request.wrap_key_path)
+def run(request: Request, open_custody: Callable[[], Custody], now: Callable[[], datetime] = utc_now) -> Report:
+    plan = parse(request)
+    kek = load_wrapping_key_file(request.wrap_key_path)
+    verdict = judge_wrapping_key(plan, kek, now())
+    policy = decide_policy(plan, kek)
+    exported = wrap_in_custody(plan, policy, kek, open_custody)
+    facts = describe(plan, kek, verdict, policy, exported, now())
+    written = write_files(plan, exported.wrapped, facts)
+    output.verify_all(written)
+    record_audit(plan, facts, written)
+    return Report(facts, tuple(written[:-1]), written[-1])
 
-    def trust_wrapping_key(self) -> None:
-        with self._step(State.KEK_TRUSTED):
-            request, provider = self.request, self.request.provider
-            provider.check_wrapping_key(self.kek, request.options)
-            self.pinned_by: str | None = None
-            self.certificate: dict | None = None
-            if provider.needs_certificate:
-                from . import trust
-                verdict = trust.verify_certificate(
-                    self.kek, provider=provider.name, now=self._now(),
-                    ca_bundle=trust.load_ca_bundle(request.trust.ca_bundle) if request.trust.ca_bundle else None,
-                    expected_fingerprints=list(request.trust.expected_fingerprints),
-                    pins=trust.load_pins(request.trust.pins) if request.trust.pins else None,
-                    trust_unpinned=request.trust.trust_unpinned)
-                self.pinned_by = verdict.pinned_by
-                self.certificate = {"chain": list(verdict.chain),
-                                    "not_after": verdict.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")}
-                self.warnings.extend(verdict.warnings)
-            elif request.trust.expected_fingerprints:
-                check_expected_fingerprints(self.kek, list(request.trust.expected_fingerprints))
-                self.pinned_by = "expect-fingerprint"
 
-    def apply_policy(self) -> None:
-        with self._step(State.POLICY_OK):
-            provider = self.request.provider
-            self.algorithm, self.scheme = provider.choose_algorithm(self.key_type, self.kek, self.request.options)
-            self.strength: StrengthVerdict = judge_kek(
-                self.kek.bits, self.key_type, provider.strongest_kek,
-                allow_weaker=self.request.allow_weaker_kek, remedy=provider.stronger_kek)
-            if self.strength.warning:
-                self.warnings.append(self.strength.warning)
-            if self.request.options.allow_deprecated and self.algorithm in provider.deprecated:
-                self.warnings.append(f"--allow-deprecated: {self.algorithm}: {provider.deprecated[self.algorithm]}")
+# --- the steps, in order ---------------------------------------------------------------------
+def parse(request: Request) -> Plan:
+    provider = request.provider
+    check_key_name(request.key_name)
+    provider.check_options(request.options)
+    provider.check_trust_options([flag for flag, given in (
+        ("--ca-bundle", request.trust.ca_bundle), ("--pins", request.trust.pins),
+        ("--trust-unpinned", request.trust.trust_unpinned)) if given])
+    key_type = provider.key_type(request.key_type)
+    names = tuple(provider.output_names(request.key_name, key_type, request.options))
+    output.preflight(request.out_dir, [*names, manifest.manifest_name(request.key_name)], request.force,
+                     require_removable=request.require_removable)
+    if request.audit_log is not None:
+        audit.check_appendable(request.audit_log)
+    return Plan(request, key_type, names, tuple(provider.warnings(request.options)))
 
-    def ready_key(self) -> None:
-        with self._step(State.KEY_READY):
-            self.custody = self._open_custody()
-            self.key: KeyRef = self.custody.get_or_create(self.request.key_name, self.key_type)
-            if self.custody.protection == "software":
-                self.warnings.append("the key is held in a software keystore, not an HSM: it has existed in "
-                                     "plaintext in this computer's memory")
 
-    def verify_mechanism(self) -> None:
-        with self._step(State.MECHANISM_VERIFIED):
-            self.custody.self_test(self.key_type, self.scheme)
+def judge_wrapping_key(plan: Plan, kek: WrappingKey, now: datetime) -> trust.TrustVerdict:
+    """The provider's own rules on the wrapping key (the sizes it issues), then the trust decision."""
+    request = plan.request
+    request.provider.check_wrapping_key(kek, request.options)
+    return trust.decide(kek, request.provider, trust.load_options(request.trust), now)
 
-    def wrap(self) -> None:
-        with self._step(State.WRAPPED):
-            custody, key = self.custody, self.key
-            blob = custody.wrap(key, self.scheme, self.kek.public_key)
-            self.wrapped = Wrapped(
-                key_name=key.name, key_type=self.key_type, algorithm=self.algorithm, blob=blob,
-                secret_sha256=custody.secret_sha256(key) if not self.key_type.is_private_key else None,
-                public_key_pem=custody.public_key_pem(key),
-                generator=f"cssadmin {__version__}; {custody.description}")
 
-    def write(self) -> None:
-        with self._step(State.WRITTEN):
-            files = [(f.name, f.data) for f in self.request.provider.outputs(self.wrapped, self.request.options)]
-            files.append((manifest.manifest_name(self.key.name), manifest.build_manifest(
-                tool_version=__version__, provider=self.request.provider.name, key_name=self.key.name,
-                key_type=self.key_type.name, algorithm=self.algorithm, wrapping_key_sha256_spki=self.kek.sha256_spki,
-                wrapping_key_sha256_cert=self.kek.sha256_cert, created_utc=self._now(), files=files)))
-            self.written = output.write_all(self.request.out_dir, files, self.request.force)
+def decide_policy(plan: Plan, kek: WrappingKey) -> PolicyDecision:
+    request, provider = plan.request, plan.request.provider
+    algorithm, scheme = provider.choose_algorithm(plan.key_type, kek, request.options)
+    strength = judge_kek(kek.bits, plan.key_type, provider.strongest_kek, allow_weaker=request.allow_weaker_kek,
+                         remedy=provider.stronger_kek)
+    warnings = [strength.warning] if strength.warning else []
+    if request.options.allow_deprecated and algorithm in provider.deprecated:
+        warnings.append(f"--allow-deprecated: {algorithm}: {provider.deprecated[algorithm]}")
+    return PolicyDecision(algorithm, scheme, strength, tuple(warnings))
 
-    def verify(self) -> Report:
-        with self._step(State.VERIFIED):
-            output.verify_all(self.written)
-        return self._report()
 
-    def run(self) -> Report:
-        self.load_wrapping_key()
-        self.trust_wrapping_key()
-        self.apply_policy()
-        try:
-            self.ready_key()
-            try:
-                self.verify_mechanism()
-                self.wrap()
-            except BaseException:
-                # A key made by this run and never exported would only clutter the token.
-                self.custody.discard(self.key)
-                raise
-        finally:
-            if self.custody is not None:
-                self.custody.close()
-        self.write()
-        return self.verify()
+def wrap_in_custody(plan: Plan, policy: PolicyDecision, kek: WrappingKey,
+                    open_custody: Callable[[], Custody]) -> Exported:
+    """Open the custody, find or create the key, self-test the mechanism, wrap. A key this run
+    created is discarded if any of that fails."""
+    key_type = plan.key_type
+    with open_custody() as custody, custody.key(plan.request.key_name, key_type) as key:
+        custody.self_test(key_type, policy.scheme)
+        blob = custody.wrap(key.handle, policy.scheme, kek.public_key)
+        wrapped = Wrapped(
+            key_name=key.name, key_type=key_type, algorithm=policy.algorithm, blob=blob,
+            secret_sha256=None if key_type.is_private_key else custody.digest(key.handle),
+            public_key_pem=custody.public_key_pem(key),
+            generator=f"cssadmin {__version__}; {custody.description}")
+        return Exported(KeyFacts(key.name, key_type.name, key.created, custody.protection), wrapped,
+                        (SOFTWARE_WARNING,) if custody.protection == "software" else ())
 
-    def _report(self) -> Report:
-        kek = self.kek
-        wrapping_key = {"sha256_spki": kek.sha256_spki, "bits": kek.bits,
-                        "strength": self.strength.kek_strength, "required_strength": self.strength.required,
-                        "sha256_cert": kek.sha256_cert, "pinned_by": self.pinned_by,
-                        "trust_unpinned": self.certificate is not None and self.pinned_by is None,
-                        "certificate": self.certificate,
-                        "allow_weaker_kek": self.strength.weaker_allowed}
-        return Report(
-            provider=self.request.provider.name,
-            key={"name": self.key.name, "type": self.key_type.name, "created": self.key.created,
-                 "protection": self.custody.protection},
-            wrapping_key=wrapping_key,
-            algorithm=self.algorithm,
-            outputs=[{"path": w.path, "sha256": w.sha256, "bytes": w.bytes} for w in self.written[:-1]],
-            manifest={"path": self.written[-1].path, "sha256": self.written[-1].sha256,
-                      "bytes": self.written[-1].bytes},
-            next_step=self.request.provider.next_step(self.wrapped, self.request.options),
-            warnings=self.warnings,
-        )
+
+def describe(plan: Plan, kek: WrappingKey, verdict: trust.TrustVerdict, policy: PolicyDecision,
+             exported: Exported, created_utc: datetime) -> ExportFacts:
+    request = plan.request
+    wrapping_key = WrappingKeyFacts(
+        sha256_spki=kek.sha256_spki, bits=kek.bits, strength=policy.strength.kek_strength,
+        required_strength=policy.strength.required, sha256_cert=kek.sha256_cert, pinned_by=verdict.pinned_by,
+        trust_unpinned=verdict.trust_unpinned, certificate=verdict.certificate,
+        allow_weaker_kek=policy.strength.weaker_allowed)
+    return ExportFacts(
+        tool_version=__version__, provider=request.provider.name, key=exported.key, wrapping_key=wrapping_key,
+        algorithm=policy.algorithm, created_utc=created_utc,
+        next_step=request.provider.next_step(exported.wrapped, request.options),
+        warnings=plan.warnings + verdict.warnings + policy.warnings + exported.warnings)
+
+
+def write_files(plan: Plan, wrapped: Wrapped, facts: ExportFacts) -> list[FileFacts]:
+    """The cloud's files, then the manifest that lists them, placed as one unit."""
+    request = plan.request
+    files = [(item.name, item.data) for item in request.provider.outputs(wrapped, request.options)]
+    files.append((manifest.manifest_name(request.key_name), manifest.build_manifest(facts, files)))
+    return output.write_all(request.out_dir, files, request.force)
+
+
+def record_audit(plan: Plan, facts: ExportFacts, written: list[FileFacts]) -> None:
+    if plan.request.audit_log is None:
+        return
+    try:
+        audit.append_record(plan.request.audit_log, audit.build_export_record(facts, written))
+    except OutputError as failure:
+        raise OutputError(f"the outputs were written and verified, but the audit record was not: {failure}",
+                          code="AUDIT_WRITE_FAILED",
+                          remedy="fix the audit log, or pass --no-audit to export without one") from None

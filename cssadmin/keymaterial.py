@@ -46,3 +46,32 @@ def pkcs8_problem(pkcs8: bytes, expected_public) -> str | None:
     if spki(private.public_key()) != spki(expected_public):
         return "its public key differs from the token's"
     return None
+
+
+# --- made in software: the keystore's keys and throwaway test keys ----------------------------
+def generate(key_type):
+    """A new key of that type: raw bytes for a secret key, a private key object otherwise."""
+    import os
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    if not key_type.is_private_key:
+        return os.urandom(key_type.secret_bytes)
+    if key_type.family == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=key_type.bits)
+    return ec.generate_private_key(EC_CURVES[key_type.curve]())
+
+
+def pkcs8_der(private_key) -> bytes:
+    return private_key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption())
+
+
+def spki_pem(public_key) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def is_of_type(private_key, key_type) -> bool:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    if key_type.family == "rsa":
+        return isinstance(private_key, rsa.RSAPrivateKey) and private_key.key_size == key_type.bits
+    return isinstance(private_key, ec.EllipticCurvePrivateKey) and private_key.curve.name == key_type.curve

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import OutputError
+from .facts import ExportFacts
 from .output import sha256_of_file
 
 FORMAT = "cssadmin-manifest-v1"
@@ -30,9 +31,7 @@ def manifest_name(key_name: str) -> str:
 
 # ------------------------------------------------------------------------------------- build
 
-def build_manifest(*, tool_version: str, provider: str, key_name: str, key_type: str, algorithm: str,
-                   wrapping_key_sha256_spki: str, wrapping_key_sha256_cert: str | None,
-                   created_utc: datetime, files: list[tuple[str, bytes]]) -> bytes:
+def build_manifest(facts: ExportFacts, files: list[tuple[str, bytes]]) -> bytes:
     """The manifest's bytes: UTF-8 JSON, sorted keys, indent 2, trailing newline."""
     names = [name for name, _ in files]
     for name in names:
@@ -42,14 +41,14 @@ def build_manifest(*, tool_version: str, provider: str, key_name: str, key_type:
         raise ValueError(f"manifest entries repeat a name: {names}")
     document = {
         "format": FORMAT,
-        "tool_version": tool_version,
-        "provider": provider,
-        "key_name": key_name,
-        "key_type": key_type,
-        "algorithm": algorithm,
-        "wrapping_key_sha256_spki": wrapping_key_sha256_spki,
-        "wrapping_key_sha256_cert": wrapping_key_sha256_cert,
-        "created_utc": utc_timestamp(created_utc),
+        "tool_version": facts.tool_version,
+        "provider": facts.provider,
+        "key_name": facts.key.name,
+        "key_type": facts.key.type,
+        "algorithm": facts.algorithm,
+        "wrapping_key_sha256_spki": facts.wrapping_key.sha256_spki,
+        "wrapping_key_sha256_cert": facts.wrapping_key.sha256_cert,
+        "created_utc": utc_timestamp(facts.created_utc),
         "files": [{"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                   for name, data in files],
     }

@@ -14,25 +14,15 @@ import os
 import secrets
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from . import removable
-from . import durable
-from .durable import fsync_directory, write_fully
+from . import durable, removable
+from .durable import BINARY, fsync_directory, remove_quietly
 from .errors import OutputError
+from .facts import FileFacts
 
 _READ_CHUNK = 1 << 16
-_REPLACE_RETRIES = 10          # Windows: antivirus or indexers briefly hold new files open
-_REPLACE_RETRY_SECONDS = 0.05
 PAUSE_VARIABLE = "CSSADMIN_TEST_PAUSE_AT"
-
-
-@dataclass(frozen=True)
-class Written:
-    path: str
-    sha256: str
-    bytes: int
 
 
 def checkpoint(step: str) -> None:
@@ -62,7 +52,7 @@ def preflight(out_dir: str | os.PathLike, names: list[str], force: bool, *, requ
         _check_final(directory / name, force)
     probe = directory / f".cssadmin-probe-{secrets.token_hex(6)}"
     try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600))
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | BINARY, 0o600))
         os.unlink(probe)
     except OSError as failure:
         raise OutputError(f"destination {directory} is not writable: {failure.strerror}",
@@ -81,7 +71,7 @@ def _check_final(final: Path, force: bool) -> None:
                               remedy="move it away, or pass --force to replace it")
 
 
-def write_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force: bool) -> list[Written]:
+def write_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force: bool) -> list[FileFacts]:
     """Place `files` as one unit. The last file vouches for the others (the manifest): an old copy of
     it goes before anything is replaced and the new one comes last, so a crash in between never
     leaves a manifest beside files it does not describe."""
@@ -92,7 +82,8 @@ def write_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force:
     try:
         for final, data, digest in meant:
             _check_final(final, force)
-            staged.append(_stage(final, data, digest))
+            staged.append(durable.stage(final, data, halfway=lambda: checkpoint("writing")))
+            _verify(staged[-1], digest)
         checkpoint("staged")
         voucher = meant[-1][0]
         if force and voucher.exists():
@@ -100,62 +91,35 @@ def write_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force:
             fsync_directory(directory)
         for (final, _, _), temp in zip(meant, staged):
             _check_final(final, force)
-            _replace(temp, final)
+            durable.place(temp, final, replace=force)
             placed.append(final)
             checkpoint("renamed-one")
         fsync_directory(directory)
         checkpoint("renamed")
     except BaseException as failure:   # Ctrl-C included: what this run created goes
-        _remove_quietly(staged + placed)
+        remove_quietly(staged + placed)
+        if isinstance(failure, durable.AlreadyExists):
+            raise OutputError(f"{failure.filename} appeared while this run was writing; it was left as it is "
+                              "and nothing was written", code="OUTPUT_EXISTS",
+                              remedy="find out what wrote it, then move it away or pass --force") from None
         if isinstance(failure, OSError):
             raise _as_output_error(failure, directory) from None
         raise
-    return [Written(str(final.resolve()), digest, len(data)) for final, data, digest in meant]
+    return [FileFacts(str(final.resolve()), digest, len(data)) for final, data, digest in meant]
 
 
-def verify_all(written: list[Written]) -> None:
+def verify_all(written: list[FileFacts]) -> None:
     """Read every placed file back; on a mismatch remove them all, since one export is one unit."""
     try:
         for item in written:
             _verify(Path(item.path), item.sha256)
     except BaseException as failure:   # Ctrl-C included: files not verified are not left behind
-        _remove_quietly([Path(item.path) for item in written])
+        remove_quietly([Path(item.path) for item in written])
         if isinstance(failure, OSError):
             raise OutputError(f"reading back {failure.filename} failed: {failure.strerror}",
                               code="READ_BACK_FAILED") from None
         raise
     checkpoint("verified")
-
-
-def _stage(final: Path, data: bytes, digest: str) -> Path:
-    temp = final.with_name(f".{final.name}.cssadmin-{secrets.token_hex(6)}.tmp")
-    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-    try:
-        half = len(data) // 2
-        write_fully(descriptor, data[:half])
-        checkpoint("writing")
-        write_fully(descriptor, data[half:])
-        os.fsync(descriptor)
-    except BaseException:
-        os.close(descriptor)
-        _remove_quietly([temp])
-        raise
-    os.close(descriptor)
-    _verify(temp, digest)
-    return temp
-
-
-
-def _replace(temp: Path, final: Path) -> None:
-    for attempt in range(_REPLACE_RETRIES):
-        try:
-            os.replace(temp, final)
-            return
-        except PermissionError:
-            if not durable.ON_WINDOWS or attempt == _REPLACE_RETRIES - 1:
-                raise
-            time.sleep(_REPLACE_RETRY_SECONDS)
-
 
 
 def sha256_of_file(path: Path) -> str:
@@ -170,16 +134,6 @@ def _verify(path: Path, digest: str) -> None:
     if sha256_of_file(path) != digest:
         raise OutputError(f"{path} did not read back as written", code="READ_BACK_MISMATCH",
                           remedy="the medium may be failing; use another one")
-
-
-def _remove_quietly(paths: list[Path]) -> None:
-    for path in paths:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            pass  # best effort: the original error is the one to report
 
 
 def _as_output_error(failure: OSError, directory: Path) -> OutputError:

@@ -8,7 +8,9 @@ import multiprocessing
 import os
 import re
 import socket
+from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,6 +18,7 @@ from cssadmin import audit
 from cssadmin.audit import (EXPORT_RECORD_FIELDS, GENESIS_SHA256, append_record, build_export_record,
                             default_audit_path, verify_audit)
 from cssadmin.errors import OutputError
+from cssadmin.facts import ExportFacts, FileFacts, KeyFacts, WrappingKeyFacts
 
 # ------------------------------------------------------------------------------ helpers
 
@@ -45,34 +48,34 @@ def chain_break(path: Path) -> str:
 # ------------------------------------------------------------------------------ default path
 
 def test_linux_default_is_under_xdg_state_home():
-    path = default_audit_path(env={"XDG_STATE_HOME": "/srv/state", "HOME": "/home/op"}, platform="linux")
+    path = default_audit_path(env={"XDG_STATE_HOME": "/srv/state", "HOME": "/home/op"}, windows=False)
     assert path == Path("/srv/state/cssadmin/audit.jsonl")
 
 
 def test_linux_default_without_xdg_state_home_is_under_home():
-    path = default_audit_path(env={"HOME": "/home/op"}, platform="linux")
+    path = default_audit_path(env={"HOME": "/home/op"}, windows=False)
     assert path == Path("/home/op/.local/state/cssadmin/audit.jsonl")
 
 
 def test_linux_ignores_an_empty_or_relative_xdg_state_home():
     for value in ("", "relative/state"):
-        path = default_audit_path(env={"XDG_STATE_HOME": value}, platform="linux", home="/home/op")
+        path = default_audit_path(env={"XDG_STATE_HOME": value}, windows=False, home="/home/op")
         assert path == Path("/home/op/.local/state/cssadmin/audit.jsonl")
 
 
 def test_the_home_argument_wins_over_the_environment():
-    path = default_audit_path(env={"HOME": "/home/someone-else"}, platform="linux", home="/home/op")
+    path = default_audit_path(env={"HOME": "/home/someone-else"}, windows=False, home="/home/op")
     assert path == Path("/home/op/.local/state/cssadmin/audit.jsonl")
 
 
 def test_windows_default_is_under_localappdata():
     env = {"LOCALAPPDATA": r"C:\Users\op\AppData\Local", "XDG_STATE_HOME": "/ignored"}
-    path = default_audit_path(env=env, platform="win32")
+    path = default_audit_path(env=env, windows=True)
     assert str(path) == r"C:\Users\op\AppData\Local\cssadmin\audit.jsonl"
 
 
 def test_windows_without_localappdata_uses_the_profile():
-    path = default_audit_path(env={"USERPROFILE": r"D:\Profiles\op"}, platform="win32")
+    path = default_audit_path(env={"USERPROFILE": r"D:\Profiles\op"}, windows=True)
     assert str(path) == r"D:\Profiles\op\AppData\Local\cssadmin\audit.jsonl"
 
 
@@ -403,17 +406,22 @@ def test_a_boolean_seq_is_not_a_number(tmp_path):
 # ------------------------------------------------------------------------------ export records
 
 WRAPPING_KEY_FROM_REPORT = {"sha256_spki": "ab" * 32, "bits": 4096, "strength": 152, "required_strength": 128,
-                            "sha256_cert": None, "pinned_by": "expect-fingerprint", "allow_weaker_kek": False}
+                            "sha256_cert": None, "pinned_by": "expect-fingerprint", "trust_unpinned": False,
+                            "certificate": None, "allow_weaker_kek": False}
 
 
-def export_record(**overrides) -> dict:
-    fields = dict(tool_version="0.1.0", provider="aws", key_name="payments", key_type="AES_256",
-                  key_created=True, protection="hsm", algorithm="RSA_AES_KEY_WRAP_SHA_256",
-                  wrapping_key=WRAPPING_KEY_FROM_REPORT,
-                  outputs=[{"path": "/media/usb/payments-wrapped.bin", "sha256": "cd" * 32, "bytes": 552}],
-                  warnings=["--allow-weaker-kek: 2048-bit wrapping key"])
-    fields.update(overrides)
-    return build_export_record(**fields)
+def export_record(*, wrapping_key=None, outputs=None) -> dict:
+    """The record of an export's facts. `wrapping_key` and `outputs` may carry more attributes than the
+    facts have (a secret, say): the record must copy only the documented ones."""
+    wrapping_key = WrappingKeyFacts(**WRAPPING_KEY_FROM_REPORT) if wrapping_key is None else wrapping_key
+    if outputs is None:
+        outputs = [FileFacts(path="/media/usb/payments-wrapped.bin", sha256="cd" * 32, bytes=552)]
+    facts = ExportFacts(tool_version="0.1.0", provider="aws",
+                        key=KeyFacts("payments", "AES_256", created=True, protection="hsm"),
+                        wrapping_key=wrapping_key, algorithm="RSA_AES_KEY_WRAP_SHA_256",
+                        created_utc=datetime(2026, 1, 2, tzinfo=timezone.utc), next_step="aws kms ...",
+                        warnings=("--allow-weaker-kek: 2048-bit wrapping key",))
+    return build_export_record(facts, outputs)
 
 
 def all_keys(value) -> list[str]:
@@ -434,9 +442,9 @@ def test_an_export_record_has_exactly_the_documented_fields():
 
 
 def test_an_export_record_holds_no_secret_even_when_handed_one():
-    leaky_key = {**WRAPPING_KEY_FROM_REPORT, "pin": "123456", "private_key": "-----BEGIN PRIVATE KEY-----"}
-    leaky_output = {"path": "/m/k.bin", "sha256": "cd" * 32, "bytes": 1, "key_material": "00112233",
-                    "passphrase": "hunter2"}
+    leaky_key = SimpleNamespace(**WRAPPING_KEY_FROM_REPORT, pin="123456", private_key="-----BEGIN PRIVATE KEY-----")
+    leaky_output = SimpleNamespace(path="/m/k.bin", sha256="cd" * 32, bytes=1, key_material="00112233",
+                                   passphrase="hunter2")
     record = export_record(wrapping_key=leaky_key, outputs=[leaky_output])
     forbidden = {"pin", "passphrase", "password", "secret", "private", "material", "blob", "plaintext"}
     assert [key for key in all_keys(record) if forbidden & set(key.lower().split("_"))] == []
@@ -447,7 +455,7 @@ def test_an_export_record_holds_no_secret_even_when_handed_one():
 
 def test_an_export_record_missing_a_fingerprint_is_a_programming_error():
     with pytest.raises(ValueError):
-        export_record(wrapping_key={"bits": 4096, "sha256_cert": None})
+        export_record(wrapping_key=SimpleNamespace(bits=4096, sha256_cert=None))
 
 
 def test_an_export_record_appends_and_verifies(tmp_path):

@@ -1,69 +1,79 @@
-"""The export's state machine: one way into each state, in order, and nothing skipped."""
+"""The export's order, held by its data: nothing touches custody before the policy decision, and
+nothing touches the output directory before the wrap, except the pre-flight checks."""
 from __future__ import annotations
 
 import pytest
 
+from cssadmin import export
 from cssadmin.custody.software import SoftwareKeystore
-from cssadmin.errors import WrappingKeyError
-from cssadmin.export import Export, IllegalTransition, Request, State
+from cssadmin.errors import CssadminError, CustodyError
 from cssadmin.providers import get_provider
 from cssadmin.providers.base import Options
+from cssadmin.trust import TrustRequest
 from keks import rsa_key, write_spki
 
 
+class Opened:
+    """An open_custody that records whether it was called, and can make the custody fail at one step."""
+
+    def __init__(self, directory, fail_at: str | None = None):
+        self.directory, self.fail_at, self.calls = directory, fail_at, 0
+
+    def __call__(self):
+        self.calls += 1
+        keystore = SoftwareKeystore(str(self.directory), lambda confirm=False: "passphrase", scrypt_n=2 ** 10)
+        if self.fail_at:
+            def refuse(*args, **kwargs):
+                raise CustodyError(f"refused at {self.fail_at}", code="TEST_REFUSAL")
+            setattr(keystore, self.fail_at, refuse)
+        return keystore
+
+
 @pytest.fixture
-def export(tmp_path):
+def setting(tmp_path):
     kek = write_spki(rsa_key(4096), tmp_path / "WrappingKey.bin")
     out = tmp_path / "out"
     out.mkdir()
-    opened = []
-
-    def open_custody():
-        opened.append(SoftwareKeystore(str(tmp_path / "ks"), lambda confirm=False: "passphrase", scrypt_n=2 ** 10))
-        return opened[-1]
-
-    request = Request(provider=get_provider("aws"), key_name="state-test", wrap_key_path=str(kek),
-                      options=Options(wrap_alg="RSAES_OAEP_SHA_1"), out_dir=str(out))
-    return Export(request, open_custody), opened, out
+    request = export.Request(provider=get_provider("aws"), key_name="state-test", wrap_key_path=str(kek),
+                             options=Options(wrap_alg="RSAES_OAEP_SHA_1"), out_dir=str(out))
+    return request, out, tmp_path / "ks"
 
 
-STEPS = ["load_wrapping_key", "trust_wrapping_key", "apply_policy", "ready_key", "verify_mechanism", "wrap",
-         "write", "verify"]
-
-
-def test_the_steps_walk_the_states_in_order(export):
-    machine, _, out = export
-    assert machine.state is State.PARSED
-    for step, state in zip(STEPS, list(State)[1:]):
-        getattr(machine, step)()
-        assert machine.state is state
+def test_the_steps_in_order_write_the_files(setting):
+    request, out, keystore = setting
+    opened = Opened(keystore)
+    report = export.run(request, opened)
+    assert opened.calls == 1
     assert sorted(p.name for p in out.iterdir()) == ["state-test-manifest.json", "state-test-wrapped"]
+    assert report.manifest.path.endswith("state-test-manifest.json")
+    assert [item.path for item in report.outputs] == [str(out / "state-test-wrapped")]
 
 
-@pytest.mark.parametrize("skipped", range(len(STEPS) - 1))
-def test_skipping_a_step_raises_and_changes_nothing(export, skipped):
-    machine, opened, out = export
-    for step in STEPS[:skipped]:
-        getattr(machine, step)()
-    before = machine.state
-    with pytest.raises(IllegalTransition):
-        getattr(machine, STEPS[skipped + 1])()
-    assert machine.state is before
-    if skipped < STEPS.index("ready_key"):
-        assert opened == [], "nothing touches custody before POLICY_OK"
-    assert list(out.iterdir()) == [], "nothing touches the output directory before WRAPPED"
+REFUSALS_BEFORE_CUSTODY = {
+    "parse": dict(key_name="-bad"),
+    "wrapping key": dict(wrap_key_path="/nonexistent/WrappingKey.bin"),
+    "trust": dict(trust=TrustRequest(expected_fingerprints=("00" * 32,))),
+    "policy": dict(key_type="RSA-2048"),   # not with RSAES_OAEP_SHA_1
+}
 
 
-def test_a_step_cannot_run_twice(export):
-    machine, _, _ = export
-    machine.load_wrapping_key()
-    with pytest.raises(IllegalTransition):
-        machine.load_wrapping_key()
+@pytest.mark.parametrize("step", REFUSALS_BEFORE_CUSTODY)
+def test_a_refusal_before_the_policy_decision_never_opens_custody(setting, step):
+    request, out, keystore = setting
+    opened = Opened(keystore)
+    refused = export.Request(**{**request.__dict__, **REFUSALS_BEFORE_CUSTODY[step]})
+    with pytest.raises(CssadminError):
+        export.run(refused, opened)
+    assert opened.calls == 0, "nothing touches custody before the policy decision"
+    assert list(out.iterdir()) == [], "nothing touches the output directory before the wrap"
 
 
-def test_a_failed_step_leaves_the_state(export, tmp_path):
-    machine, _, _ = export
-    (tmp_path / "WrappingKey.bin").write_bytes(b"garbage")
-    with pytest.raises(WrappingKeyError):
-        machine.load_wrapping_key()
-    assert machine.state is State.PARSED
+@pytest.mark.parametrize("fail_at", ["self_test", "wrap"])
+def test_a_refusal_in_custody_writes_nothing_and_discards_the_new_key(setting, fail_at):
+    request, out, keystore = setting
+    opened = Opened(keystore, fail_at)
+    with pytest.raises(CustodyError) as caught:
+        export.run(request, opened)
+    assert caught.value.code == "TEST_REFUSAL"
+    assert list(out.iterdir()) == [], "nothing touches the output directory before the wrap"
+    assert not (keystore / "state-test.cssadmin-key").exists(), "the key this run created was discarded"

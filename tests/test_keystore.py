@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from cssadmin.custody import software
+from cssadmin.custody import keystore_format
 from cssadmin.custody.software import SoftwareKeystore
 from cssadmin.errors import CustodyError, KeyConflictError, UsageError
 from cssadmin.keytypes import KEY_TYPES
@@ -67,12 +67,12 @@ def plaintext_of(key) -> bytes:
 
 # --- creation, reuse, passphrase --------------------------------------------------------
 def test_production_kdf_is_memory_hard(tmp_path):
-    assert software.SCRYPT_R == 8 and software.SCRYPT_P == 1
-    assert 128 * software.SCRYPT_R * software.SCRYPT_N >= 64 * 2**20, "at least 64 MiB per derivation"
+    assert keystore_format.SCRYPT_R == 8 and keystore_format.SCRYPT_P == 1
+    assert 128 * keystore_format.SCRYPT_R * keystore_format.SCRYPT_N >= 64 * 2**20, "at least 64 MiB per derivation"
     keystore = SoftwareKeystore(str(tmp_path / "ks"), Passphrase())
     keystore.get_or_create("prod", AES)
     kdf = json.loads(key_file(tmp_path / "ks", "prod").read_text())["kdf"]
-    assert (kdf["name"], kdf["n"], kdf["r"], kdf["p"]) == ("scrypt", software.SCRYPT_N, 8, 1)
+    assert (kdf["name"], kdf["n"], kdf["r"], kdf["p"]) == ("scrypt", keystore_format.SCRYPT_N, 8, 1)
     assert len(base64.b64decode(kdf["salt"])) == 16
 
 
@@ -80,12 +80,12 @@ def test_production_kdf_is_memory_hard(tmp_path):
 def test_second_run_reuses_the_same_material(tmp_path, key_type):
     first, _ = open_keystore(tmp_path)
     created = first.get_or_create("k1", key_type)
-    before = (first.public_key_pem(created) if key_type.is_private_key else first.secret_sha256(created))
+    before = (first.public_key_pem(created) if key_type.is_private_key else first.digest(created.handle))
     first.close()
 
     second, _ = open_keystore(tmp_path)
     reused = second.get_or_create("k1", key_type)
-    after = (second.public_key_pem(reused) if key_type.is_private_key else second.secret_sha256(reused))
+    after = (second.public_key_pem(reused) if key_type.is_private_key else second.digest(reused.handle))
     assert (created.created, reused.created) == (True, False)
     assert after == before
 
@@ -273,7 +273,7 @@ def test_changed_kdf_or_public_key_is_detected(tmp_path, field, change):
 def test_sealed_pkcs8_with_trailing_bytes_is_refused(tmp_path):
     keystore, _ = open_keystore(tmp_path)
     good = keystore.get_or_create("k1", P256)
-    document = software.seal("k2", P256, plaintext_of(good) + b"\0", PASSPHRASE, FAST_N,
+    document = keystore_format.seal("k2", P256, plaintext_of(good) + b"\0", PASSPHRASE, FAST_N,
                              keystore.public_key_pem(good), "2026-01-01T00:00:00+00:00")
     key_file(tmp_path, "k2").write_bytes(document)
     with pytest.raises(KeyConflictError) as caught:
@@ -287,7 +287,7 @@ def test_close_drops_the_material(tmp_path):
     keystore.close()
     assert key.handle.plaintext is None
     with pytest.raises(CustodyError) as caught:
-        keystore.secret_sha256(key)
+        keystore.digest(key.handle)
     assert caught.value.code == "KEYSTORE_CLOSED"
 
 
@@ -349,7 +349,7 @@ def check_recovered(keystore, key, recovered: bytes, work: Path) -> None:
         check_pkcs8_with_openssl(recovered, keystore.public_key_pem(key), work)
     else:
         assert len(recovered) == key.key_type.secret_bytes
-        assert hashlib.sha256(recovered).digest() == keystore.secret_sha256(key)
+        assert hashlib.sha256(recovered).digest() == keystore.digest(key.handle)
 
 
 @needs_openssl
@@ -359,7 +359,7 @@ def test_rsa_aes_wrap_unwraps_with_openssl(every_key, kek, tmp_path, type_name, 
     keystore, keys = every_key
     key = keys[type_name]
     keystore.self_test(key.key_type, scheme)
-    blob = keystore.wrap(key, scheme, kek[0].public_key())
+    blob = keystore.wrap(key.handle, scheme, kek[0].public_key())
     check_recovered(keystore, key, openssl_rsa_aes_unwrap(blob, kek, scheme.hash, tmp_path), tmp_path)
 
 
@@ -370,7 +370,7 @@ def test_plain_oaep_wrap_unwraps_with_openssl(every_key, kek, tmp_path, type_nam
     keystore, keys = every_key
     key = keys[type_name]
     keystore.self_test(key.key_type, scheme)
-    blob = keystore.wrap(key, scheme, kek[0].public_key())
+    blob = keystore.wrap(key.handle, scheme, kek[0].public_key())
     assert len(blob) == kek[0].key_size // 8
     check_recovered(keystore, key, openssl_oaep_decrypt(blob, kek[1], scheme.hash, tmp_path), tmp_path)
 
@@ -379,7 +379,7 @@ def test_target_too_long_for_plain_oaep_names_the_sizes(every_key):
     keystore, keys = every_key
     rsa_2048_kek = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
     with pytest.raises(CustodyError) as caught:
-        keystore.wrap(keys["EC-NISTP521"], OAEP_SHA256, rsa_2048_kek)
+        keystore.wrap(keys["EC-NISTP521"].handle, OAEP_SHA256, rsa_2048_kek)
     assert (caught.value.code, caught.value.exit_code) == ("TARGET_TOO_LONG", 5)
     length = len(keys["EC-NISTP521"].handle.plaintext)
     assert f"{length} bytes" in str(caught.value) and "at most 190 bytes" in str(caught.value)

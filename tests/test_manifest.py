@@ -10,6 +10,7 @@ import pytest
 
 from cssadmin import output
 from cssadmin.errors import OutputError
+from cssadmin.facts import ExportFacts, KeyFacts, WrappingKeyFacts
 from cssadmin.manifest import FORMAT, build_manifest, is_bare_name, manifest_name, verify_manifest
 
 KEY_NAME = "payments-2024"
@@ -25,9 +26,17 @@ OUTPUTS = [
 def make_manifest(files=OUTPUTS, **overrides) -> bytes:
     fields = dict(tool_version="0.1.0", provider="aws", key_name=KEY_NAME, key_type="AES_256",
                   algorithm="RSA_AES_KEY_WRAP_SHA_256", wrapping_key_sha256_spki=SPKI,
-                  wrapping_key_sha256_cert=CERT, created_utc=CREATED, files=list(files))
+                  wrapping_key_sha256_cert=CERT, created_utc=CREATED)
     fields.update(overrides)
-    return build_manifest(**fields)
+    facts = ExportFacts(
+        tool_version=fields["tool_version"], provider=fields["provider"],
+        key=KeyFacts(fields["key_name"], fields["key_type"], created=True, protection="hsm"),
+        wrapping_key=WrappingKeyFacts(
+            sha256_spki=fields["wrapping_key_sha256_spki"], bits=4096, strength=152, required_strength=152,
+            sha256_cert=fields["wrapping_key_sha256_cert"], pinned_by=None, trust_unpinned=False,
+            certificate=None, allow_weaker_kek=False),
+        algorithm=fields["algorithm"], created_utc=fields["created_utc"], next_step="", warnings=())
+    return build_manifest(facts, list(files))
 
 
 @pytest.fixture

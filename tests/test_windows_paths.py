@@ -16,7 +16,7 @@ from cssadmin.errors import CustodyError, OutputError
 @pytest.fixture
 def windows(monkeypatch):
     monkeypatch.setattr(durable, "ON_WINDOWS", True)
-    monkeypatch.setattr(output.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(durable.time, "sleep", lambda seconds: None)
 
 
 def test_replace_retries_a_transient_sharing_violation(windows, monkeypatch, tmp_path):
@@ -29,7 +29,7 @@ def test_replace_retries_a_transient_sharing_violation(windows, monkeypatch, tmp
             raise PermissionError(32, "The process cannot access the file because it is being used")
         real_replace(source, target)
     monkeypatch.setattr(output.os, "replace", busy_twice)
-    written = output.write_all(tmp_path, [("k-wrapped", b"blob")], force=False)
+    written = output.write_all(tmp_path, [("k-wrapped", b"blob")], force=True)
     assert len(attempts) == 3 and (tmp_path / "k-wrapped").read_bytes() == b"blob"
     assert written[0].bytes == 4
 
@@ -42,9 +42,9 @@ def test_replace_gives_up_after_a_bounded_number_of_tries(windows, monkeypatch, 
         raise PermissionError(32, "in use")
     monkeypatch.setattr(output.os, "replace", always_busy)
     with pytest.raises(OutputError) as caught:
-        output.write_all(tmp_path, [("k-wrapped", b"blob")], force=False)
+        output.write_all(tmp_path, [("k-wrapped", b"blob")], force=True)
     assert caught.value.exit_code == 7
-    assert len(attempts) == output._REPLACE_RETRIES
+    assert len(attempts) == durable._REPLACE_RETRIES
     assert list(tmp_path.iterdir()) == [], "the staged file is removed"
 
 
@@ -56,7 +56,7 @@ def test_on_posix_a_permission_error_is_not_retried(monkeypatch, tmp_path):
         raise PermissionError(13, "denied")
     monkeypatch.setattr(output.os, "replace", refused)
     with pytest.raises(OutputError):
-        output.write_all(tmp_path, [("k-wrapped", b"blob")], force=False)
+        output.write_all(tmp_path, [("k-wrapped", b"blob")], force=True)
     assert len(attempts) == 1
 
 

@@ -1,16 +1,20 @@
 """Where target keys live: a PKCS#11 token, or (only when asked) the software keystore.
 
-Both custodians offer the same operations, so the export does not know which one it has.
+Both custodians offer the same operations (Custody, and SelfTestable for the mechanism self-test),
+so neither the export nor the self-test knows which one it has. A custodian is a context manager
+that closes itself, and `key()` is one that discards a key this run created if the block fails.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..keytypes import KeyType
 from ..schemes import WrapScheme
+
 
 class SecretSource(Protocol):
     """Called only when a secret is really needed, so a run refused earlier never prompts. `confirm`
@@ -27,20 +31,68 @@ class KeyRef:
     handle: Any            # custodian's own object
 
 
-class Custody(Protocol):
+class SelfTestable(Protocol):
+    """What custody/selftest.py needs: throwaway keys, and the very wrap and digest the export uses."""
+
+    def throwaway_secret(self, length: int) -> Any: ...
+
+    def throwaway_pair(self, key_type: KeyType) -> tuple[Any, Any]:
+        """A throwaway private key's handle, and its public key as a `cryptography` object."""
+
+    def wrap(self, handle: Any, scheme: WrapScheme, wrapping_key: rsa.RSAPublicKey) -> bytes: ...
+
+    def digest(self, handle: Any) -> bytes:
+        """SHA-256 of a secret key's value, computed where the key lives (C_DigestKey on a token)."""
+
+    def destroy(self, handle: Any) -> None: ...
+
+    def kwp_name(self) -> str:
+        """The name of the key wrap with padding that RSA-AES uses here, for messages."""
+
+
+class Custody(SelfTestable, Protocol):
     protection: str        # "hsm" | "software"
     description: str       # model and firmware of the token, or the keystore's description
 
     def get_or_create(self, name: str, key_type: KeyType) -> KeyRef: ...
 
-    def discard(self, key: KeyRef) -> None: ...
+    def discard(self, key: KeyRef) -> None:
+        """Destroy a key this run created (key.created) and nothing else."""
 
     def self_test(self, key_type: KeyType, scheme: WrapScheme) -> None: ...
-
-    def wrap(self, key: KeyRef, scheme: WrapScheme, wrapping_key: rsa.RSAPublicKey) -> bytes: ...
-
-    def secret_sha256(self, key: KeyRef) -> bytes: ...
 
     def public_key_pem(self, key: KeyRef) -> bytes | None: ...
 
     def close(self) -> None: ...
+
+    def key(self, name: str, key_type: KeyType) -> Iterator[KeyRef]: ...
+
+
+class CustodyBase:
+    """The context-manager behaviour both custodians share."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def get_or_create(self, name: str, key_type: KeyType) -> KeyRef:
+        raise NotImplementedError
+
+    def discard(self, key: KeyRef) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    @contextmanager
+    def key(self, name: str, key_type: KeyType) -> Iterator[KeyRef]:
+        """The named key, found or created; a key created here is discarded if the block fails
+        (Ctrl-C included), so a refused run leaves nothing behind."""
+        key = self.get_or_create(name, key_type)
+        try:
+            yield key
+        except BaseException:
+            self.discard(key)
+            raise

@@ -21,7 +21,7 @@ from ..errors import CustodyError, KeyConflictError
 from ..keymaterial import EC_CURVES
 from ..keytypes import KeyType
 from ..schemes import WrapScheme
-from . import KeyRef, SecretSource
+from . import CustodyBase, KeyRef, SecretSource
 from . import selftest
 
 COMMON_MODULES = (
@@ -123,7 +123,7 @@ def select_token(lib, selector: TokenSelector):
     return candidates[0]
 
 
-class Pkcs11Custody:
+class Pkcs11Custody(CustodyBase):
     protection = "hsm"
 
     def __init__(self, module_path: str, selector: TokenSelector, pin_source: SecretSource, *,
@@ -244,10 +244,7 @@ class Pkcs11Custody:
                                code="KEYGEN_FAILED") from None
 
     # --- digest, public half ------------------------------------------------------------
-    def secret_sha256(self, key: KeyRef) -> bytes:
-        return self.digest_object(key.handle)
-
-    def digest_object(self, handle) -> bytes:
+    def digest(self, handle) -> bytes:
         try:
             return self._session.digest(handle, mechanism=Mechanism.SHA256)
         except p11e.PKCS11Error as failure:
@@ -286,10 +283,7 @@ class Pkcs11Custody:
             Attribute.ENCRYPT: True,   # some tokens check CKA_ENCRYPT for the RSA half of a wrap
         })
 
-    def wrap(self, key: KeyRef, scheme: WrapScheme, wrapping_key: rsa.RSAPublicKey) -> bytes:
-        return self.wrap_object(key.handle, scheme, wrapping_key)
-
-    def wrap_object(self, handle, scheme: WrapScheme, wrapping_key: rsa.RSAPublicKey) -> bytes:
+    def wrap(self, handle, scheme: WrapScheme, wrapping_key: rsa.RSAPublicKey) -> bytes:
         with token_step("import the wrapping key as a session object"):
             kek = self._import_public(wrapping_key)
         try:

@@ -18,6 +18,7 @@ from ..errors import CustodyError
 from ..keymaterial import pkcs8_problem
 from ..keytypes import KeyType
 from ..schemes import WrapScheme
+from . import SelfTestable
 from .selftest_key import SELF_TEST_PRIVATE_KEY_PEM
 
 # A length that is not a multiple of 8: key wrap with padding must then really pad (RFC 5649).
@@ -30,7 +31,7 @@ def self_test_key():
     return load_pem_private_key(SELF_TEST_PRIVATE_KEY_PEM, password=None, unsafe_skip_rsa_key_validation=True)
 
 
-def run(token, key_type: KeyType, scheme: WrapScheme) -> None:
+def run(token: SelfTestable, key_type: KeyType, scheme: WrapScheme) -> None:
     private = self_test_key()
     if not key_type.is_private_key:
         _probe_secret(token, key_type.secret_bytes, scheme, private)
@@ -52,11 +53,11 @@ def _unwrap(private, scheme: WrapScheme, blob: bytes) -> bytes:
         raise _failed(scheme, "the token's output does not unwrap") from None
 
 
-def _probe_secret(token, length: int, scheme: WrapScheme, private) -> None:
+def _probe_secret(token: SelfTestable, length: int, scheme: WrapScheme, private) -> None:
     handle = token.throwaway_secret(length)
     try:
-        blob = token.wrap_object(handle, scheme, private.public_key())
-        expected_sha256 = token.digest_object(handle)
+        blob = token.wrap(handle, scheme, private.public_key())
+        expected_sha256 = token.digest(handle)
     finally:
         token.destroy(handle)
     recovered = _unwrap(private, scheme, blob)
@@ -73,10 +74,10 @@ def _probe_secret(token, length: int, scheme: WrapScheme, private) -> None:
                       "match the token's C_DigestKey")
 
 
-def _probe_pair(token, key_type: KeyType, scheme: WrapScheme, private) -> None:
+def _probe_pair(token: SelfTestable, key_type: KeyType, scheme: WrapScheme, private) -> None:
     handle, token_public = token.throwaway_pair(key_type)
     try:
-        blob = token.wrap_object(handle, scheme, private.public_key())
+        blob = token.wrap(handle, scheme, private.public_key())
     finally:
         token.destroy(handle)
     problem = pkcs8_problem(_unwrap(private, scheme, blob), token_public)

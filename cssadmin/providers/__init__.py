@@ -4,17 +4,12 @@ from __future__ import annotations
 import importlib
 
 from ..errors import UsageError
-from .base import Provider
+from .base import KNOWN_ALGORITHMS, Provider
 
 PROVIDER_NAMES = ("aws", "google-compute-engine", "google-cloud-key-management",
                   "microsoft-azure", "salesforce")
 
-# Every algorithm name any provider knows: a name outside this set is a usage error (exit 2),
-# a known one that a provider does not allow is a policy refusal (exit 4).
-KNOWN_ALGORITHMS = frozenset({
-    "RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_512", "RSAES_PKCS1_V1_5",
-    "RSA_AES_KEY_WRAP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1",
-})
+__all__ = ["KNOWN_ALGORITHMS", "PROVIDER_NAMES", "Provider", "certificate_provider_names", "get_provider"]
 
 
 def get_provider(name: str) -> Provider:
@@ -23,3 +18,8 @@ def get_provider(name: str) -> Provider:
                          code="UNKNOWN_PROVIDER")
     module = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
     return module.PROVIDER
+
+
+def certificate_provider_names() -> tuple[str, ...]:
+    """The providers whose wrapping key is a certificate: the ones a pins file may name."""
+    return tuple(name for name in PROVIDER_NAMES if get_provider(name).needs_certificate)

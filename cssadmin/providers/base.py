@@ -20,6 +20,13 @@ class OutputFile:
     data: bytes
 
 
+# Every algorithm name any provider knows: a name outside this set is a usage error (exit 2),
+# a known one that a provider does not allow is a policy refusal (exit 4).
+KNOWN_ALGORITHMS = frozenset({
+    "RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_512", "RSAES_PKCS1_V1_5",
+    "RSA_AES_KEY_WRAP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1",
+})
+
 # The provider-specific options, by Options field, as the command line spells them.
 OPTION_FLAGS = {"import_method": "--import-method", "azure_kek": "-a/--azure-kek", "csek_uri": "--csek-uri"}
 
@@ -75,7 +82,6 @@ class Provider:
 
     def check_options(self, options: Options) -> None:
         """The provider's own arguments, before anything is loaded: syntax (exit 2), then policy (exit 4)."""
-        from . import KNOWN_ALGORITHMS
         foreign = [flag for field_name, flag in OPTION_FLAGS.items()
                    if getattr(options, field_name) is not None and field_name not in self.takes]
         if foreign:
