@@ -18,6 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from tokens import system_state  # noqa: E402
 from tokens.access import Token  # noqa: E402
 
 
@@ -43,19 +44,42 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"token test skipped but CSSADMIN_REQUIRE_TOKENS=1: {report.longrepr}"
 
 
-@pytest.fixture(scope="session")
-def token_specs(tmp_path_factory) -> dict:
-    """{"tokens": [...], "why": reason when none}. Without CSSADMIN_TEST_TOKENS this provisions fresh
-    tokens, which resets the machine's openCryptoki software token: meant for test machines."""
+def _build_line(listed: str) -> str:
+    specs = json.loads(Path(listed).read_text())
+    return next((spec["build"] for spec in specs if spec.get("build")), "opencryptoki 3.27.0: not provisioned")
+
+
+def pytest_report_header(config):
     listed = os.environ.get("CSSADMIN_TEST_TOKENS")
+    return _build_line(listed) if listed and Path(listed).exists() else None
+
+
+def pytest_terminal_summary(terminalreporter):
+    # Also under -q, which hides the report header: say which openCryptoki build the run used.
+    listed = os.environ.get("CSSADMIN_TEST_TOKENS") or getattr(terminalreporter.config, "_cssadmin_tokens", None)
+    if listed and Path(listed).exists():
+        terminalreporter.write_line(_build_line(listed))
+
+
+@pytest.fixture(scope="session")
+def token_specs(request, tmp_path_factory) -> dict:
+    """{"tokens": [...], "why": reason when none, "system_before": ...}. Without CSSADMIN_TEST_TOKENS this
+    provisions fresh tokens (tests/tokens/provision.sh), records the system openCryptoki first, and stops
+    the openCryptoki 3.27 daemon at the end of the session. Hold /tmp/cssadmin-suite.lock around it."""
+    listed = os.environ.get("CSSADMIN_TEST_TOKENS")
+    recorded = os.environ.get("CSSADMIN_SYSTEM_STATE")      # written by tests/run.sh before it provisioned
+    before = json.loads(Path(recorded).read_text()) if recorded else None
     if not listed:
         directory = tmp_path_factory.mktemp("tokens")
+        before = system_state.snapshot()
+        request.addfinalizer(lambda: subprocess.run(["bash", str(ROOT / "tests/tokens/stop.sh"), str(directory)]))
         result = subprocess.run(["bash", str(ROOT / "tests/tokens/provision.sh"), str(directory)],
                                 capture_output=True, text=True)
         if result.returncode != 0:
-            return {"tokens": [], "why": f"provision.sh failed: {result.stderr.strip()[-300:]}"}
+            return {"tokens": [], "why": f"provision.sh failed: {result.stderr.strip()[-300:]}", "system_before": before}
         listed = str(directory / "tokens.json")
-    return {"tokens": json.loads(Path(listed).read_text()), "why": f"not in {listed}"}
+        request.config._cssadmin_tokens = listed
+    return {"tokens": json.loads(Path(listed).read_text()), "why": f"not in {listed}", "system_before": before}
 
 
 def _token(token_specs, name: str) -> Token:
@@ -72,8 +96,9 @@ def softhsm(token_specs) -> Token:
 
 
 @pytest.fixture(scope="session")
-def opencryptoki(token_specs) -> Token:
-    return _token(token_specs, "opencryptoki")
+def opencryptoki327(token_specs) -> Token:
+    """openCryptoki 3.27's soft token, built from tests/tokens/ (KWP, OAEP SHA-1/256/512, C_DigestKey)."""
+    return _token(token_specs, "opencryptoki327")
 
 
 @pytest.fixture(scope="session")
@@ -82,12 +107,9 @@ def nss(token_specs) -> Token:
 
 
 @pytest.fixture(scope="session")
-def oaep_sha256_token(token_specs) -> Token:
-    """A token that wraps with OAEP SHA-256 (SoftHSM2 2.6.1 cannot)."""
-    for name in ("opencryptoki", "nss"):
-        if any(spec["name"] == name for spec in token_specs["tokens"]):
-            return _token(token_specs, name)
-    pytest.skip("no token with CKM_RSA_PKCS_OAEP and SHA-256 (opencryptoki or NSS softoken)")
+def oaep_sha256_token(opencryptoki327) -> Token:
+    """A token that wraps with OAEP SHA-256 and SHA-512 (SoftHSM2 2.6.1 cannot)."""
+    return opencryptoki327
 
 
 @pytest.fixture

@@ -34,3 +34,8 @@ def pkcs8_public_pem(der: bytes) -> bytes:
     """Parse the PKCS#8 with OpenSSL and return its public key as PEM SubjectPublicKeyInfo."""
     pem = _openssl("pkcs8", "-nocrypt", "-inform", "DER", data=der)
     return _openssl("pkey", "-pubout", data=pem)
+
+
+def pkcs1_decrypt(private_pem: Path, ciphertext: bytes) -> bytes:
+    return _openssl("pkeyutl", "-decrypt", "-inkey", str(private_pem), "-pkeyopt", "rsa_padding_mode:pkcs1",
+                    data=ciphertext)

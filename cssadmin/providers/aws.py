@@ -33,15 +33,20 @@ class Aws(Provider):
         return name, scheme
 
     def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
-        return [f"{key_name}-wrapped"]
+        # An RSA or EC target also gets its public key, to compare with `aws kms get-public-key`.
+        return [f"{key_name}-wrapped"] + ([f"{key_name}-public.pem"] if key_type.is_private_key else [])
 
     def contents(self, wrapped: Wrapped, options: Options) -> list[bytes]:
-        return [wrapped.blob]
+        return [wrapped.blob] + ([wrapped.public_key_pem] if wrapped.key_type.is_private_key else [])
 
     def next_step(self, wrapped: Wrapped, options: Options) -> str:
-        return ("aws kms import-key-material --key-id <KEY_ID> "
+        step = ("aws kms import-key-material --key-id <KEY_ID> "
                 f"--encrypted-key-material fileb://{wrapped.key_name}-wrapped "
                 "--import-token fileb://<ImportToken_*.bin> --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE")
+        if wrapped.key_type.is_private_key:
+            step += (" (afterwards compare `aws kms get-public-key --key-id <KEY_ID> --output text --query "
+                     f"PublicKey | base64 -d` with the DER of {wrapped.key_name}-public.pem)")
+        return step
 
 
 PROVIDER = Aws(

@@ -5,7 +5,17 @@ import os
 from contextlib import contextmanager
 
 import pkcs11
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+
+# DER of the namedCurve OIDs in CKA_EC_PARAMS.
+_CURVES = {
+    bytes.fromhex("06082a8648ce3d030107"): ec.SECP256R1(),
+    bytes.fromhex("06052b81040022"): ec.SECP384R1(),
+    bytes.fromhex("06052b81040023"): ec.SECP521R1(),
+    bytes.fromhex("06052b8104000a"): ec.SECP256K1(),
+}
 
 
 class Token:
@@ -58,6 +68,22 @@ class Token:
         with self.session() as session:
             key = session.get_key(object_class=ObjectClass.SECRET_KEY, label=label)
             return session.digest(key, mechanism=Mechanism.SHA256)
+
+    def public_pem(self, label: str) -> bytes:
+        """The SubjectPublicKeyInfo PEM of the token's public key object with this label."""
+        with self.session() as session:
+            public = session.get_key(object_class=ObjectClass.PUBLIC_KEY, label=label)
+            if public.key_type == KeyType.RSA:
+                key = rsa.RSAPublicNumbers(int.from_bytes(public[Attribute.PUBLIC_EXPONENT], "big"),
+                                           int.from_bytes(public[Attribute.MODULUS], "big")).public_key()
+            else:
+                point = bytes(public[Attribute.EC_POINT])
+                # CKA_EC_POINT: a DER OCTET STRING around the uncompressed point (PKCS#11 2.40).
+                header = 2 if point[1] < 0x80 else 3
+                assert point[0] == 0x04 and point[header - 1] == len(point) - header, point.hex()
+                point = point[header:]
+                key = ec.EllipticCurvePublicKey.from_encoded_point(_CURVES[bytes(public[Attribute.EC_PARAMS])], point)
+        return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
     def key_attributes(self, label: str, *attributes) -> dict:
         with self.session() as session:

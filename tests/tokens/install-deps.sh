@@ -4,7 +4,8 @@
 # something is missing. Needs root (or sudo) when it has to install.
 set -euo pipefail
 
-PKGS=(softhsm2 opencryptoki opensc libnss3 libnss3-tools p11-kit p11-kit-modules openssl)
+# openCryptoki is built from tests/tokens/ (build-opencryptoki.sh); Debian's 3.8.1 is not used.
+PKGS=(softhsm2 opensc libnss3 libnss3-tools p11-kit p11-kit-modules openssl)
 # A fresh Debian/Ubuntu python3 has no venv/ensurepip until python3-venv is installed.
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     PKGS+=(python3-venv)

@@ -1,29 +1,30 @@
 #!/usr/bin/env bash
-# Create three fresh PKCS#11 test tokens and describe them in DIR/tokens.json.
+# Create fresh PKCS#11 test tokens and describe them in DIR/tokens.json.
 #
-#   usage: tests/tokens/provision.sh DIR
+#   usage: tests/tokens/provision.sh DIR [NAME...]    NAME: softhsm2 opencryptoki327 nss (default all)
 #
 # DIR may be missing, empty or a previous run's directory: every run wipes and
 # re-creates the tokens (idempotent). Packages: tests/tokens/install-deps.sh.
 #
 # DIR/tokens.json is a JSON list, one object per token that really works:
-#   {"name": "softhsm2"|"opencryptoki"|"nss", "module": "/abs/lib.so",
+#   {"name": "softhsm2"|"opencryptoki327"|"nss", "module": "/abs/lib.so",
 #    "token_label": "...", "pin": "1234" ("" = do not call C_Login),
-#    "so_pin": "...", "env": {"VAR": "value"}}
+#    "so_pin": "...", "env": {"VAR": "value"}, "build": "..." (opencryptoki327 only)}
 # A token that could not be set up is left out, with the reason on stderr.
 # Exit status: 0 if at least one token works, 1 if none, 2 on bad usage.
+# opencryptoki327 leaves its own pkcsslotd running: stop it with tests/tokens/stop.sh DIR.
 #
-# Side effects outside DIR (test machines only):
-#  * openCryptoki keeps its software token (slot 3) in /var/lib/opencryptoki/swtok
-#    and /dev/shm; this script stops pkcsslotd, wipes that token and restarts
-#    pkcsslotd. Needs root (or membership of group pkcs11 and write access).
+# Side effects outside DIR (no token or daemon that the machine had before is touched):
+#  * openCryptoki 3.27 is built once into /var/cache/cssadmin-tests/opencryptoki-<sha256>/
+#    (build-opencryptoki.sh: Debian build packages, a `pkcsslotd` system user); its token
+#    directory and config inside that prefix are re-created by every run.
 #  * NSS is reached through the p11-kit proxy, which reads only system config for
 #    root: /etc/pkcs11/modules/cssadmin-test-nss.module is (re)written to point at
 #    DIR/nss (the last provisioned DIR wins).
 set -euo pipefail
 
-if [ $# -ne 1 ]; then
-    echo "usage: $0 DIR" >&2
+if [ $# -lt 1 ]; then
+    echo "usage: $0 DIR [NAME...]" >&2
     exit 2
 fi
 
@@ -41,15 +42,11 @@ SO_PIN=5678
 SOFTHSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
 SOFTHSM_LABEL=cssadmin-test
 
-OCK_MODULE=/usr/lib/x86_64-linux-gnu/pkcs11/libopencryptoki.so
-OCK_SLOT=3
-OCK_LABEL=cssadmin-ock
+HERE=$(cd "$(dirname "$0")" && pwd)
+OCK_LABEL=cssadmin-ock327
 OCK_DEFAULT_SO_PIN=87654321
-OCK_DATA=/var/lib/opencryptoki/swtok
-OCK_SHM=/dev/shm/var.lib.opencryptoki.swtok
-OCK_PIDFILE=/run/pkcsslotd.pid
-OCK_USER_PIN=$USER_PIN
-OCK_SO_PIN=$SO_PIN
+OCK_GROUP=pkcs11
+CSSADMIN_OCK_CACHE=${CSSADMIN_OCK_CACHE:-/var/cache/cssadmin-tests}
 
 NSS_MODULE=/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so
 NSS_LABEL="NSS Certificate DB"
@@ -119,61 +116,78 @@ EOF
         "SOFTHSM2_CONF=$DIR/softhsm2.conf"
 }
 
-# ----------------------------------------------------------- openCryptoki
-ock_stop_slotd() {
-    local pid="" i
-    if [ -f "$OCK_PIDFILE" ]; then
-        pid=$(cat "$OCK_PIDFILE" 2>/dev/null || true)
-    fi
-    if [ -z "$pid" ] || [ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" != pkcsslotd ]; then
-        pid=$(pgrep -x pkcsslotd 2>/dev/null | head -n1 || true)
-    fi
-    [ -n "$pid" ] || return 0
-    kill "$pid" 2>/dev/null || true
-    for i in $(seq 50); do
-        [ -d "/proc/$pid" ] || return 0
+# ------------------------------------------------ openCryptoki 3.27 (own build)
+# The machine's own openCryptoki (Debian's 3.8.1: /etc/opencryptoki, /var/lib/opencryptoki,
+# /run/pkcsslotd.*) is never touched. This token lives in the isolated prefix that
+# build-opencryptoki.sh made, with its own pkcsslotd, run directory, configuration and token
+# directory. One such daemon per machine: callers hold /tmp/cssadmin-suite.lock (README).
+# tests/tokens/stop.sh DIR stops it by pid.
+setup_opencryptoki327() {
+    need pkcs11-tool setsid
+    local prefix
+    prefix=$(bash "$HERE/build-opencryptoki.sh" 2>"$DIR/opencryptoki327-build.txt") || {
+        cat "$DIR/opencryptoki327-build.txt" >&2
+        return 1
+    }
+    cat "$DIR/opencryptoki327-build.txt" >&2
+    local slotd="$prefix/sbin/pkcsslotd" conf="$prefix/etc/opencryptoki/opencryptoki.conf"
+    local tokdir="$prefix/var/lib/opencryptoki/swtok" pidfile="$prefix/run/opencryptoki/pkcsslotd.pid"
+    local module="$prefix/lib/opencryptoki/libopencryptoki.so" pid="" i
+    # A daemon of this prefix left by an earlier run: stop it (only if the pid really is ours).
+    bash "$HERE/stop.sh" --prefix "$prefix"
+    case "$tokdir" in
+        /var/cache/*/var/lib/opencryptoki/swtok | "$CSSADMIN_OCK_CACHE"/*/var/lib/opencryptoki/swtok) ;;
+        *) echo "refusing to wipe unexpected token directory $tokdir" >&2; return 1 ;;
+    esac
+    rm -rf "$tokdir"
+    mkdir -p "$tokdir/TOK_OBJ"
+    chgrp -R "$OCK_GROUP" "$tokdir"
+    chmod 770 "$tokdir" "$tokdir/TOK_OBJ"
+    rm -f "/dev/shm/$(tr / . <<<"${prefix#/}").var.lib.opencryptoki.swtok"
+    {
+        echo "version opencryptoki-3.27"
+        echo "# Written by cssadmin tests/tokens/provision.sh. The stdll path is absolute, or dlopen"
+        echo "# finds Debian's libpkcs11_sw.so through the ld.so cache (and the system token)."
+        echo "slot 0 {"
+        echo "  stdll = $prefix/lib/opencryptoki/stdll/libpkcs11_sw.so"
+        echo "  tokversion = 3.12"
+        echo "}"
+    } >"$conf.tmp"
+    chgrp "$OCK_GROUP" "$conf.tmp"
+    chmod 640 "$conf.tmp"
+    mv -f "$conf.tmp" "$conf"
+    rm -f "$pidfile"
+    # It daemonises: start it in its own session with no inherited stdio, so that a caller reading our
+    # output does not wait on it, and with no other inherited descriptor either - a daemon started under
+    # `flock /tmp/cssadmin-suite.lock` would otherwise hold that lock for as long as it runs.
+    python3 -c 'import subprocess, sys; sys.exit(subprocess.call(["setsid", sys.argv[1]], close_fds=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))' "$slotd"
+    for i in $(seq 100); do
+        if [ -s "$pidfile" ]; then
+            pid=$(cat "$pidfile")
+            [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$slotd" ] && break
+        fi
+        pid=""
         sleep 0.1
     done
-    echo "pkcsslotd (pid $pid) did not stop" >&2
-    return 1
-}
-
-setup_opencryptoki() {
-    need pkcsconf pkcs11-tool /usr/sbin/pkcsslotd "$OCK_MODULE"
-    if [ ! -d "$OCK_DATA" ]; then
-        echo "no $OCK_DATA (openCryptoki software token not installed?)" >&2
+    if [ -z "$pid" ]; then
+        echo "pkcsslotd of $prefix did not start" >&2
         return 1
     fi
-    # Reset the software token: stop the slot daemon, wipe state, restart.
-    ock_stop_slotd
-    rm -f "$OCK_DATA/NVTOK.DAT" "$OCK_DATA/MK_SO" "$OCK_DATA/MK_USER" "$OCK_DATA"/TOK_OBJ/*
-    rm -f "$OCK_SHM"
-    # Detach from our stdio, or a caller reading our output via a pipe would
-    # wait for the daemon to close it.
-    /usr/sbin/pkcsslotd </dev/null >/dev/null 2>&1
-    local i
-    for i in $(seq 50); do
-        [ -S /run/pkcsslotd.socket ] && break
-        sleep 0.1
-    done
-    # Work in DIR so nothing lands in the caller's cwd.
+    printf '%s\n%s\n' "$pid" "$slotd" >"$DIR/opencryptoki327.pid"
     cd "$DIR"
-    # pkcsconf -I reads the label from stdin.
-    echo "$OCK_LABEL" | pkcsconf -I -c "$OCK_SLOT" -S "$OCK_DEFAULT_SO_PIN" >/dev/null
-    pkcsconf -P -c "$OCK_SLOT" -S "$OCK_DEFAULT_SO_PIN" -n "$OCK_SO_PIN" >/dev/null
-    # -u sets the user PIN but leaves USER_PIN_TO_BE_CHANGED; set a temporary
-    # PIN and let the user change it to clear the flag.
-    pkcsconf -u -c "$OCK_SLOT" -S "$OCK_SO_PIN" -n 99999999 >/dev/null
-    pkcsconf -p -c "$OCK_SLOT" -U 99999999 -n "$OCK_USER_PIN" >/dev/null
-    local info
-    info=$(pkcsconf -t -c "$OCK_SLOT")
-    if ! grep -q "Label: $OCK_LABEL" <<<"$info" || ! grep -q USER_PIN_INITIALIZED <<<"$info"; then
-        echo "openCryptoki token not initialised as expected:" >&2
-        echo "$info" >&2
-        return 1
-    fi
-    verify "$OCK_MODULE" "$OCK_LABEL" "$OCK_USER_PIN"
-    write_fragment opencryptoki "$OCK_MODULE" "$OCK_LABEL" "$OCK_USER_PIN" "$OCK_SO_PIN"
+    local ock=(env "LD_LIBRARY_PATH=$prefix/lib/opencryptoki" "$prefix/sbin/pkcsconf")
+    printf '%s\n' "$OCK_LABEL" | "${ock[@]}" -I -c 0 -S "$OCK_DEFAULT_SO_PIN" >/dev/null
+    "${ock[@]}" -P -c 0 -S "$OCK_DEFAULT_SO_PIN" -n "$SO_PIN" >/dev/null
+    "${ock[@]}" -u -c 0 -S "$SO_PIN" -n "$USER_PIN" >/dev/null   # 3.27 clears USER_PIN_TO_BE_CHANGED
+    verify "$module" "$OCK_LABEL" "$USER_PIN"
+    write_fragment opencryptoki327 "$module" "$OCK_LABEL" "$USER_PIN" "$SO_PIN"
+    python3 - "$FRAG/opencryptoki327.json" "$DIR/opencryptoki327-build.txt" <<'EOF'
+import json, sys
+spec = json.load(open(sys.argv[1]))
+spec["build"] = open(sys.argv[2]).read().strip().splitlines()[-1]
+json.dump(spec, open(sys.argv[1], "w"))
+EOF
 }
 
 # ------------------------------------------------------------------- NSS
@@ -198,7 +212,9 @@ EOF
 # ---------------------------------------------------------------- driver
 # Each setup runs in a subshell with errexit active (not in an `if`, which
 # would disable errexit inside it).
-for name in softhsm2 opencryptoki nss; do
+NAMES=("${@:2}")
+[ "${#NAMES[@]}" -gt 0 ] || NAMES=(softhsm2 opencryptoki327 nss)
+for name in "${NAMES[@]}"; do
     set +e
     ( set -e; "setup_$name" )
     rc=$?
@@ -214,7 +230,7 @@ python3 - "$FRAG" "$OUT" <<'EOF' || status=$?
 import json, os, sys
 frag, out = sys.argv[1:]
 tokens = []
-for name in ("softhsm2", "opencryptoki", "nss"):
+for name in ("softhsm2", "opencryptoki327", "nss"):
     p = os.path.join(frag, name + ".json")
     if os.path.exists(p):
         with open(p) as f:
