@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("-k", "--key-type", metavar="KEYTYPE",
                      help="AES-256, EC-NISTP256, EC-NISTP384, EC-NISTP521, EC-SECP256K1, RSA-2048, RSA-3072, "
                           "RSA-4096; aws and google-cloud-key-management also HMAC-224, HMAC-256, HMAC-384, HMAC-512")
+    key.add_argument("--reuse-key", action="store_true",
+                     help="re-export an existing key that was created for another provider")
     key.add_argument("-a", "--azure-kek", metavar="AZUREKEK", help="Azure key ID (kid) of the KEK")
     key.add_argument("--import-method", metavar="METHOD", help="Google Cloud KMS import method")
     key.add_argument("--csek-uri", metavar="URI", help="also write the gcloud --csek-key-file for this disk URI")
@@ -85,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     trust.add_argument("--expect-fingerprint", metavar="SHA256HEX", action="append", default=[],
                        help="SHA-256 of the wrapping key's SubjectPublicKeyInfo or certificate (repeatable)")
     trust.add_argument("--ca-bundle", metavar="FILE", help="trust anchors for a CA-signed certificate")
-    trust.add_argument("--pins", metavar="FILE", help="JSON file of pinned certificate fingerprints")
+    trust.add_argument("--pins", metavar="FILE", help="JSON file of pinned wrapping-key fingerprints, by provider")
+    trust.add_argument("--require-pinned", action="store_true",
+                       help="refuse a wrapping key that is not pinned (also: CSSADMIN_REQUIRE_PINNED=1)")
     trust.add_argument("--trust-unpinned", action="store_true", help="accept a certificate that is not pinned")
 
     policy = parser.add_argument_group("policy overrides (each is named in the output)")

@@ -18,26 +18,16 @@ from datetime import datetime, timezone
 from pathlib import Path, PureWindowsPath
 from typing import Iterable, Mapping
 
-from .durable import ON_WINDOWS, fsync_directory, open_private, write_fully
+from .durable import ON_WINDOWS, fsync_directory, lock, open_private, unlock, write_fully
 from .errors import OutputError
 from .facts import ExportFacts, FileFacts
-
-try:
-    import fcntl as _fcntl
-except ImportError:          # Windows
-    _fcntl = None
-try:
-    import msvcrt as _msvcrt
-except ImportError:          # POSIX
-    _msvcrt = None
 
 GENESIS_SHA256 = "0" * 64
 CHAIN_FIELDS = frozenset({"seq", "prev_sha256", "time", "user", "host"})
 EXPORT_RECORD_FIELDS = frozenset({"event", "tool_version", "provider", "key", "algorithm", "wrapping_key",
                                   "outputs", "warnings"})
-WRAPPING_KEY_FIELDS = ("sha256_spki", "sha256_cert", "bits")
+WRAPPING_KEY_FIELDS = ("sha256_spki", "sha256_cert", "bits", "pinned_by", "trust_unpinned")
 OUTPUT_FIELDS = ("path", "sha256", "bytes")
-_WINDOWS_LOCK_OFFSET = 0x7FFFFFF0   # lock one byte far past the data, so readers are never blocked
 _TAIL_CHUNK = 4096
 
 
@@ -143,7 +133,7 @@ def _open_log(log_path: Path) -> int:
 
 
 def _append_locked(descriptor: int, log_path: Path, record: Mapping) -> dict:
-    _lock(descriptor)
+    lock(descriptor)
     try:
         size = os.fstat(descriptor).st_size
         seq, prev_sha256 = _next_link(log_path, _last_line(descriptor, size))
@@ -158,7 +148,7 @@ def _append_locked(descriptor: int, log_path: Path, record: Mapping) -> dict:
             raise
         return full
     finally:
-        _unlock(descriptor)
+        unlock(descriptor)
 
 
 def serialize(record: Mapping) -> bytes:
@@ -213,26 +203,6 @@ def _truncate_quietly(descriptor: int, size: int) -> None:
         os.ftruncate(descriptor, size)
     except OSError:
         pass   # the write error is the one to report
-
-
-# --- locking: flock on POSIX, one byte of msvcrt.locking on Windows ------------------------
-
-def _lock(descriptor: int) -> None:
-    if _fcntl is not None:
-        _fcntl.flock(descriptor, _fcntl.LOCK_EX)
-    elif _msvcrt is not None:
-        os.lseek(descriptor, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
-        _msvcrt.locking(descriptor, _msvcrt.LK_LOCK, 1)   # retries for ~10 s, then OSError
-    else:
-        raise OutputError("this platform offers no file locking for the audit log", code="AUDIT_WRITE_FAILED")
-
-
-def _unlock(descriptor: int) -> None:
-    if _fcntl is not None:
-        _fcntl.flock(descriptor, _fcntl.LOCK_UN)
-    elif _msvcrt is not None:
-        os.lseek(descriptor, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
-        _msvcrt.locking(descriptor, _msvcrt.LK_UNLCK, 1)
 
 
 # --- who, when, where --------------------------------------------------------------------

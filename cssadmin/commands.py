@@ -12,6 +12,7 @@ from . import secret_input
 from .errors import UsageError
 
 VERIFY_ACTIONS = ("verify-manifest", "verify-audit")
+REQUIRE_PINNED_VARIABLE = "CSSADMIN_REQUIRE_PINNED"   # a host can enforce pinning for every run
 
 
 def dispatch(namespace: argparse.Namespace) -> dict:
@@ -58,11 +59,13 @@ def export(namespace: argparse.Namespace) -> dict:
                         allow_deprecated=namespace.allow_deprecated),
         trust=TrustRequest(expected_fingerprints=tuple(_fingerprints(namespace.expect_fingerprint)),
                            ca_bundle=namespace.ca_bundle, pins=namespace.pins,
-                           trust_unpinned=namespace.trust_unpinned),
+                           trust_unpinned=namespace.trust_unpinned,
+                           require_pinned=namespace.require_pinned or os.environ.get(REQUIRE_PINNED_VARIABLE) == "1"),
         out_dir=namespace.out_dir,
         force=namespace.force,
         require_removable=namespace.require_removable,
         allow_weaker_kek=namespace.allow_weaker_kek,
+        reuse_key=namespace.reuse_key,
         audit_log=None if namespace.no_audit else _audit_path(namespace.audit_log),
     )
     return export.run(request, lambda: _open_custody(namespace)).as_dict()

@@ -7,11 +7,23 @@ replacing (only when the caller was told to) or never replacing, and the directo
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import secrets
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
+
+try:
+    import fcntl as _fcntl
+except ImportError:          # Windows
+    _fcntl = None
+try:
+    import msvcrt as _msvcrt
+except ImportError:          # POSIX
+    _msvcrt = None
 
 ON_WINDOWS = os.name == "nt"   # the one platform flag; a module constant, so tests can take the Windows branches
 
@@ -19,6 +31,7 @@ NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)   # Windows has none: a reparse point is
 BINARY = getattr(os, "O_BINARY", 0)       # Windows: no newline translation
 _REPLACE_RETRIES = 10          # Windows: antivirus or indexers briefly hold new files open
 _REPLACE_RETRY_SECONDS = 0.05
+_WINDOWS_LOCK_OFFSET = 0x7FFFFFF0   # lock one byte far past the data, so readers are never blocked
 
 
 class AlreadyExists(FileExistsError):
@@ -124,3 +137,44 @@ def remove_quietly(paths) -> None:
             os.unlink(path)
         except OSError:
             pass
+
+
+# --- locks: flock on POSIX, one byte of msvcrt.locking on Windows -------------------------
+def lock(descriptor: int) -> None:
+    """An exclusive lock on an open file, waiting for it."""
+    if _fcntl is not None:
+        _fcntl.flock(descriptor, _fcntl.LOCK_EX)
+    elif _msvcrt is not None:
+        os.lseek(descriptor, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+        _msvcrt.locking(descriptor, _msvcrt.LK_LOCK, 1)   # retries for ~10 s, then OSError
+    else:
+        raise OSError(errno.ENOLCK, "this platform offers no file locking")
+
+
+def unlock(descriptor: int) -> None:
+    if _fcntl is not None:
+        _fcntl.flock(descriptor, _fcntl.LOCK_UN)
+    elif _msvcrt is not None:
+        os.lseek(descriptor, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+        _msvcrt.locking(descriptor, _msvcrt.LK_UNLCK, 1)
+
+
+@contextmanager
+def holding(lock_path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_path` (created 0600 if missing, never through a link)."""
+    descriptor = open_private(lock_path, os.O_RDWR | os.O_CREAT)
+    try:
+        lock(descriptor)
+        try:
+            yield
+        finally:
+            unlock(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def host_lock_path(what: str) -> str:
+    """A lock file for `what` (a key on a token, say) shared by this user's runs on this host."""
+    owner = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    digest = hashlib.sha256(what.encode("utf-8", errors="replace")).hexdigest()[:32]
+    return os.path.join(tempfile.gettempdir(), f"cssadmin-{owner}-{digest}.lock")

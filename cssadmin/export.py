@@ -1,5 +1,5 @@
-"""One export, top to bottom: parse, wrapping key, trust, policy, custody, self-test, wrap, files,
-verify, audit, report.
+"""One export, top to bottom: parse, wrapping key, trust, policy, custody (key, self-test, wrap),
+files (written and verified), audit, report.
 
 Each step returns a frozen value and takes, as arguments, the values of the steps it depends on,
 so the order is fixed by the data and no step reaches into another's state. Nothing touches the
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__, audit, manifest, output, trust
-from .custody import Custody
+from .custody import Custody, KeyRef
 from .errors import OutputError
 from .facts import ExportFacts, FileFacts, KeyFacts, WrappingKeyFacts
 from .keynames import check_key_name
@@ -40,6 +40,7 @@ class Request:
     force: bool = False
     require_removable: bool = False
     allow_weaker_kek: bool = False
+    reuse_key: bool = False             # --reuse-key: re-export a key made for another provider
     audit_log: Path | None = None       # None: no audit record (--no-audit)
 
 
@@ -91,10 +92,12 @@ def run(request: Request, open_custody: Callable[[], Custody], now: Callable[[],
     kek = load_wrapping_key_file(request.wrap_key_path)
     verdict = judge_wrapping_key(plan, kek, now())
     policy = decide_policy(plan, kek)
-    exported = wrap_in_custody(plan, policy, kek, open_custody)
-    facts = describe(plan, kek, verdict, policy, exported, now())
-    written = write_files(plan, exported.wrapped, facts)
-    output.verify_all(written)
+    # A key this run created is discarded if anything fails before its files are verified.
+    with open_custody() as custody, custody.key(request.key_name, plan.key_type, request.provider.name,
+                                                request.reuse_key) as key:
+        exported = wrap(plan, policy, kek, custody, key)
+        facts = describe(plan, kek, verdict, policy, exported, now())
+        written = write_files(plan, exported.wrapped, facts)
     record_audit(plan, facts, written)
     return Report(facts, tuple(written[:-1]), written[-1])
 
@@ -105,8 +108,7 @@ def parse(request: Request) -> Plan:
     check_key_name(request.key_name)
     provider.check_options(request.options)
     provider.check_trust_options([flag for flag, given in (
-        ("--ca-bundle", request.trust.ca_bundle), ("--pins", request.trust.pins),
-        ("--trust-unpinned", request.trust.trust_unpinned)) if given])
+        ("--ca-bundle", request.trust.ca_bundle), ("--trust-unpinned", request.trust.trust_unpinned)) if given])
     key_type = provider.key_type(request.key_type)
     names = tuple(provider.output_names(request.key_name, key_type, request.options))
     output.preflight(request.out_dir, [*names, manifest.manifest_name(request.key_name)], request.force,
@@ -134,21 +136,18 @@ def decide_policy(plan: Plan, kek: WrappingKey) -> PolicyDecision:
     return PolicyDecision(algorithm, scheme, strength, tuple(warnings))
 
 
-def wrap_in_custody(plan: Plan, policy: PolicyDecision, kek: WrappingKey,
-                    open_custody: Callable[[], Custody]) -> Exported:
-    """Open the custody, find or create the key, self-test the mechanism, wrap. A key this run
-    created is discarded if any of that fails."""
+def wrap(plan: Plan, policy: PolicyDecision, kek: WrappingKey, custody: Custody, key: KeyRef) -> Exported:
+    """Self-test the mechanism on throwaway keys, then wrap the real one, both in the custody."""
     key_type = plan.key_type
-    with open_custody() as custody, custody.key(plan.request.key_name, key_type) as key:
-        custody.self_test(key_type, policy.scheme)
-        blob = custody.wrap(key.handle, policy.scheme, kek.public_key)
-        wrapped = Wrapped(
-            key_name=key.name, key_type=key_type, algorithm=policy.algorithm, blob=blob,
-            secret_sha256=None if key_type.is_private_key else custody.digest(key.handle),
-            public_key_pem=custody.public_key_pem(key),
-            generator=f"cssadmin {__version__}; {custody.description}")
-        return Exported(KeyFacts(key.name, key_type.name, key.created, custody.protection), wrapped,
-                        (SOFTWARE_WARNING,) if custody.protection == "software" else ())
+    custody.self_test(key_type, policy.scheme)
+    blob = custody.wrap(key.handle, policy.scheme, kek.public_key)
+    wrapped = Wrapped(
+        key_name=key.name, key_type=key_type, algorithm=policy.algorithm, blob=blob,
+        secret_sha256=None if key_type.is_private_key else custody.digest(key.handle),
+        public_key_pem=custody.public_key_pem(key),
+        generator=f"cssadmin {__version__}; {custody.description}")
+    return Exported(KeyFacts(key.name, key_type.name, key.created, custody.protection), wrapped,
+                    (SOFTWARE_WARNING,) if custody.protection == "software" else ())
 
 
 def describe(plan: Plan, kek: WrappingKey, verdict: trust.TrustVerdict, policy: PolicyDecision,
@@ -167,11 +166,11 @@ def describe(plan: Plan, kek: WrappingKey, verdict: trust.TrustVerdict, policy: 
 
 
 def write_files(plan: Plan, wrapped: Wrapped, facts: ExportFacts) -> list[FileFacts]:
-    """The cloud's files, then the manifest that lists them, placed as one unit."""
+    """The cloud's files, then the manifest that lists them, placed as one unit and read back."""
     request = plan.request
     files = [(item.name, item.data) for item in request.provider.outputs(wrapped, request.options)]
     files.append((manifest.manifest_name(request.key_name), manifest.build_manifest(facts, files)))
-    return output.write_all(request.out_dir, files, request.force)
+    return output.place_all(request.out_dir, files, request.force)
 
 
 def record_audit(plan: Plan, facts: ExportFacts, written: list[FileFacts]) -> None:

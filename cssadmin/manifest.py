@@ -48,6 +48,7 @@ def build_manifest(facts: ExportFacts, files: list[tuple[str, bytes]]) -> bytes:
         "algorithm": facts.algorithm,
         "wrapping_key_sha256_spki": facts.wrapping_key.sha256_spki,
         "wrapping_key_sha256_cert": facts.wrapping_key.sha256_cert,
+        "trust_unpinned": facts.wrapping_key.trust_unpinned,
         "created_utc": utc_timestamp(facts.created_utc),
         "files": [{"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                   for name, data in files],

@@ -108,6 +108,17 @@ def write_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force:
     return [FileFacts(str(final.resolve()), digest, len(data)) for final, data, digest in meant]
 
 
+def place_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force: bool) -> list[FileFacts]:
+    """write_all, then verify_all; an interrupt between the two removes the files as well."""
+    written = write_all(out_dir, files, force)
+    try:
+        verify_all(written)
+    except BaseException:
+        remove_quietly([Path(item.path) for item in written])
+        raise
+    return written
+
+
 def verify_all(written: list[FileFacts]) -> None:
     """Read every placed file back; on a mismatch remove them all, since one export is one unit."""
     try:

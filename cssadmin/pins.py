@@ -1,16 +1,16 @@
 """The pins file (--pins FILE): fingerprints of wrapping keys confirmed over a second channel.
 
-A UTF-8 JSON object whose keys are providers that take a certificate, each with a
-list of pins. A pin's "sha256" is the SHA-256 of the certificate DER (as printed by
-`openssl x509 -noout -fingerprint -sha256 -in FILE`) or of the SubjectPublicKeyInfo DER; colons, spaces
-and case are ignored. "comment" is optional free text (where and when the fingerprint was confirmed).
+A UTF-8 JSON object whose keys are provider names, each with a list of pins. A pin's "sha256" is the
+SHA-256 of the certificate DER (as printed by `openssl x509 -noout -fingerprint -sha256 -in FILE`) or
+of the SubjectPublicKeyInfo DER (what a bare key such as AWS's WrappingKey is pinned by: `openssl pkey
+-pubin -inform DER -in FILE -outform DER | openssl dgst -sha256`); colons, spaces and case are ignored. "comment" is optional free text (where and when the fingerprint was confirmed).
 
     {
       "google-compute-engine": [
         {"sha256": "AB:CD:...:EF", "comment": "google-cloud-csek-ingress.pem, confirmed 2025-01-02"}
       ],
-      "salesforce": [
-        {"sha256": "abcd...ef"}
+      "aws": [
+        {"sha256": "abcd...ef", "comment": "WrappingKey of key 1234abcd-..., confirmed in the console"}
       ]
     }
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from os import PathLike
 
 from .errors import UsageError
-from .providers import certificate_provider_names
+from .providers import PROVIDER_NAMES
 from .wrapping_key import normalise_fingerprint, read_at_most, short_reason
 
 PINS_MAX_BYTES = 1 << 20
@@ -36,8 +36,8 @@ class Pins:
 
 
 def load_pins(path: str | PathLike, providers: tuple[str, ...] | None = None) -> Pins:
-    """Pins by provider; `providers` names the ones a pins file may hold (default: the certificate ones)."""
-    allowed = certificate_provider_names() if providers is None else providers
+    """Pins by provider; `providers` names the ones a pins file may hold (default: every provider)."""
+    allowed = PROVIDER_NAMES if providers is None else providers
     source = str(path)
     document = _parse_json_object(_read_pins_file(path), source)
     by_provider = {}

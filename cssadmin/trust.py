@@ -1,8 +1,9 @@
 """The one trust decision: may this wrapping key receive the key, and who vouched for it?
 
-For every provider: an --expect-fingerprint that does not match is refused. For a provider whose
-wrapping key is a certificate (Provider.needs_certificate), the certificate must also pass
-certificates.check_chain and be pinned, by --expect-fingerprint or a pins file, unless
+For every provider: a structurally unsafe key is refused (kek_safety), and the key is pinned by
+--expect-fingerprint or a pins file, or reported unpinned (`trust_unpinned`, a warning), or refused
+under --require-pinned. For a provider whose wrapping key is a certificate (Provider.needs_certificate)
+the certificate must also pass certificates.check_chain, and an unpinned one is refused unless
 --trust-unpinned is given (and recorded). What a provider needs lives on Provider only.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from .errors import WrappingKeyError
+from .kek_safety import check_structure
 from .wrapping_key import WrappingKey, actual_fingerprints, check_expected_fingerprints
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ PINNED_BY_PINS_FILE = "pins-file"
 
 CERTIFICATE_REQUIRED = "CERTIFICATE_REQUIRED"
 CERTIFICATE_UNPINNED = "CERTIFICATE_UNPINNED"
+WRAPPING_KEY_UNPINNED = "WRAPPING_KEY_UNPINNED"
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class TrustRequest:
     ca_bundle: str | None = None
     pins: str | None = None
     trust_unpinned: bool = False
+    require_pinned: bool = False     # --require-pinned, or CSSADMIN_REQUIRE_PINNED=1 on the host
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class TrustOptions:
     ca_bundle: tuple[x509.Certificate, ...] = ()
     pins: Pins | None = None
     trust_unpinned: bool = False
+    require_pinned: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,24 +77,28 @@ def load_options(request: TrustRequest) -> TrustOptions:
     if request.pins:
         from .pins import load_pins
         pins = load_pins(request.pins)
-    return TrustOptions(request.expected_fingerprints, ca_bundle, pins, request.trust_unpinned)
+    return TrustOptions(request.expected_fingerprints, ca_bundle, pins, request.trust_unpinned,
+                        request.require_pinned)
 
 
 def decide(kek: WrappingKey, provider: Provider, options: TrustOptions, now: datetime) -> TrustVerdict:
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    numbers = kek.public_key.public_numbers()
+    check_structure(numbers.n, numbers.e, kek.algorithm_oid, "the wrapping key")
     if not provider.needs_certificate:
-        if options.expected_fingerprints:
-            check_expected_fingerprints(kek, list(options.expected_fingerprints))
-            return TrustVerdict(pinned_by=PINNED_BY_EXPECT_FINGERPRINT, trust_unpinned=False)
-        return TrustVerdict(pinned_by=None, trust_unpinned=False)
+        pinned_by = _pinned_by(kek, provider.name, options)
+        if pinned_by is None:
+            _refuse_if_pins_required(kek, provider.name, options)
+            return TrustVerdict(pinned_by=None, trust_unpinned=True, warnings=(_unpinned_warning(kek),))
+        return TrustVerdict(pinned_by=pinned_by, trust_unpinned=False)
     if not kek.certificates:
         raise WrappingKeyError(
             f"this provider's wrapping key is an X.509 certificate, but a bare public key ({kek.source_form}) "
             "was given", code=CERTIFICATE_REQUIRED, remedy=provider.kek_source)
     from .certificates import check_chain
     chain = check_chain(kek.certificates, options.ca_bundle, now)
-    pinned_by, pin_warnings = _pinning(kek, provider.name, options)
+    pinned_by, pin_warnings = _pin_certificate(kek, provider.name, options)
     return TrustVerdict(pinned_by=pinned_by, trust_unpinned=pinned_by is None, chain=chain.chain,
                         not_after=chain.not_after, warnings=tuple(pin_warnings) + chain.warnings)
 
@@ -99,21 +108,57 @@ def openssl_style(hexstr: str) -> str:
     return ":".join(digits[i : i + 2] for i in range(0, len(digits), 2))
 
 
-def _pinning(key: WrappingKey, provider: str, options: TrustOptions) -> tuple[str | None, list[str]]:
+def _pinned_by(key: WrappingKey, provider: str, options: TrustOptions) -> str | None:
+    """Who pinned this key, or None; a given --expect-fingerprint that does not match is refused."""
     if options.expected_fingerprints:
         check_expected_fingerprints(key, list(options.expected_fingerprints))
-        return PINNED_BY_EXPECT_FINGERPRINT, []
-    pins = options.pins
-    provider_pins = pins.by_provider.get(provider, frozenset()) if pins else frozenset()
-    if provider_pins & actual_fingerprints(key):
-        return PINNED_BY_PINS_FILE, []
+        return PINNED_BY_EXPECT_FINGERPRINT
+    if _provider_pins(options, provider) & actual_fingerprints(key):
+        return PINNED_BY_PINS_FILE
+    return None
+
+
+def _provider_pins(options: TrustOptions, provider: str) -> frozenset[str]:
+    return options.pins.by_provider.get(provider, frozenset()) if options.pins else frozenset()
+
+
+def _refuse_if_pins_required(key: WrappingKey, provider: str, options: TrustOptions) -> None:
+    if options.require_pinned:
+        raise WrappingKeyError(
+            f"the wrapping key is not pinned{_pins_note(options.pins, _provider_pins(options, provider), provider)} "
+            f"and pins are required (--require-pinned or CSSADMIN_REQUIRE_PINNED=1): {_fingerprints_for_humans(key)}",
+            code=WRAPPING_KEY_UNPINNED,
+            remedy="confirm the fingerprint on the online machine (" + _how_to_confirm(key) + "), then pass "
+            "--expect-fingerprint or --pins")
+
+
+def _unpinned_warning(key: WrappingKey) -> str:
+    return (f"the wrapping key is not pinned: confirm its SubjectPublicKeyInfo SHA-256 {key.sha256_spki} on the "
+            f"online side with `{_how_to_confirm(key)}`, and pass --expect-fingerprint or --pins next time "
+            "(--require-pinned refuses an unpinned key)")
+
+
+def _how_to_confirm(key: WrappingKey) -> str:
+    if key.certificates:
+        return "openssl x509 -noout -fingerprint -sha256 -in FILE"
+    inform = "DER" if key.source_form.endswith("-der") else "PEM"
+    if key.source_form.startswith("pkcs1"):
+        return f"openssl rsa -RSAPublicKey_in -inform {inform} -in FILE -pubout -outform DER | openssl dgst -sha256"
+    return f"openssl pkey -pubin -inform {inform} -in FILE -outform DER | openssl dgst -sha256"
+
+
+def _pin_certificate(key: WrappingKey, provider: str, options: TrustOptions) -> tuple[str | None, list[str]]:
+    pinned_by = _pinned_by(key, provider, options)
+    if pinned_by is not None:
+        return pinned_by, []
+    _refuse_if_pins_required(key, provider, options)
     fingerprints = _fingerprints_for_humans(key)
     if options.trust_unpinned:
         return None, [f"certificate is not pinned; accepted because of --trust-unpinned ({fingerprints})"]
     from .certificates import subject_of
     raise WrappingKeyError(
-        f"certificate {subject_of(key.certificates[0])} is not pinned{_pins_note(pins, provider_pins, provider)}: "
-        f"{fingerprints}",
+        f"certificate {subject_of(key.certificates[0])} is not pinned"
+        f"{_pins_note(options.pins, _provider_pins(options, provider), provider)}: {fingerprints}",
         code=CERTIFICATE_UNPINNED,
         remedy="confirm it on the online machine with `openssl x509 -noout -fingerprint -sha256 -in FILE`, "
         "then pass --expect-fingerprint or --pins",
@@ -122,10 +167,8 @@ def _pinning(key: WrappingKey, provider: str, options: TrustOptions) -> tuple[st
 
 def _fingerprints_for_humans(key: WrappingKey) -> str:
     # The certificate's in openssl's form, the SPKI's in sha256sum's form: how each is checked online.
-    return (
-        f"certificate SHA-256 {openssl_style(key.sha256_cert or '')}, "
-        f"SubjectPublicKeyInfo SHA-256 {key.sha256_spki}"
-    )
+    spki = f"SubjectPublicKeyInfo SHA-256 {key.sha256_spki}"
+    return f"certificate SHA-256 {openssl_style(key.sha256_cert)}, {spki}" if key.sha256_cert else spki
 
 
 def _pins_note(pins: Pins | None, provider_pins: frozenset[str], provider: str) -> str:

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dh, dsa, ec, ed448, ed25519, rsa, x448, x25519
 
 from cssadmin.errors import UsageError, WrappingKeyError
+from cssadmin.kek_safety import spki_algorithm_oid
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -56,6 +57,7 @@ class WrappingKey:
     certificates: tuple[x509.Certificate, ...]
     sha256_cert: str | None
     source_form: str
+    algorithm_oid: str | None = None     # the SPKI's AlgorithmIdentifier as given; None for PKCS#1 (implied)
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,14 @@ def load_wrapping_key(data: bytes, *, source: str) -> WrappingKey:
     rsa_key = _require_rsa(public_key, source, in_certificate=bool(certificates))
     spki_der = rsa_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     leaf_der = certificates[0].public_bytes(serialization.Encoding.DER) if certificates else None
+    if certificates:
+        algorithm_oid = certificates[0].public_key_algorithm_oid.dotted_string
+    elif form == "spki-der":
+        algorithm_oid = spki_algorithm_oid(data)
+    elif form == "spki-pem":
+        algorithm_oid = spki_algorithm_oid(decode_pem_body(pem_blocks(data, source)[0], source))
+    else:
+        algorithm_oid = None
     return WrappingKey(
         public_key=rsa_key,
         spki_der=spki_der,
@@ -99,6 +109,7 @@ def load_wrapping_key(data: bytes, *, source: str) -> WrappingKey:
         certificates=certificates,
         sha256_cert=hashlib.sha256(leaf_der).hexdigest() if leaf_der else None,
         source_form=form,
+        algorithm_oid=algorithm_oid,
     )
 
 

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from cssadmin import audit
+from cssadmin import audit, durable
 from cssadmin.audit import (EXPORT_RECORD_FIELDS, GENESIS_SHA256, append_record, build_export_record,
                             default_audit_path, verify_audit)
 from cssadmin.errors import OutputError
@@ -209,11 +209,11 @@ class FakeMsvcrt:
 
 def test_windows_branch_locks_one_byte_around_the_read_and_append(tmp_path, monkeypatch):
     fake = FakeMsvcrt()
-    monkeypatch.setattr(audit, "_fcntl", None)
-    monkeypatch.setattr(audit, "_msvcrt", fake)
+    monkeypatch.setattr(durable, "_fcntl", None)
+    monkeypatch.setattr(durable, "_msvcrt", fake)
     path = log_with(tmp_path, 2)
     one_line = len(lines_of(path)[0]) + 1
-    offset = audit._WINDOWS_LOCK_OFFSET
+    offset = durable._WINDOWS_LOCK_OFFSET
     assert [(kind, position, nbytes) for kind, position, nbytes, _ in fake.calls] == [
         ("lock", offset, 1), ("unlock", offset, 1)] * 2
     sizes = [size for *_, size in fake.calls]
@@ -223,8 +223,8 @@ def test_windows_branch_locks_one_byte_around_the_read_and_append(tmp_path, monk
 
 
 def test_windows_lock_timeout_is_an_output_error_and_writes_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(audit, "_fcntl", None)
-    monkeypatch.setattr(audit, "_msvcrt", FakeMsvcrt(fail=True))
+    monkeypatch.setattr(durable, "_fcntl", None)
+    monkeypatch.setattr(durable, "_msvcrt", FakeMsvcrt(fail=True))
     path = tmp_path / "audit.jsonl"
     with pytest.raises(OutputError) as caught:
         append_record(path, {"event": "test"})
@@ -233,8 +233,8 @@ def test_windows_lock_timeout_is_an_output_error_and_writes_nothing(tmp_path, mo
 
 
 def test_no_locking_at_all_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(audit, "_fcntl", None)
-    monkeypatch.setattr(audit, "_msvcrt", None)
+    monkeypatch.setattr(durable, "_fcntl", None)
+    monkeypatch.setattr(durable, "_msvcrt", None)
     with pytest.raises(OutputError):
         append_record(tmp_path / "audit.jsonl", {"event": "test"})
 
@@ -437,7 +437,8 @@ def test_an_export_record_has_exactly_the_documented_fields():
     assert set(record) == EXPORT_RECORD_FIELDS == {
         "event", "tool_version", "provider", "key", "algorithm", "wrapping_key", "outputs", "warnings"}
     assert record["key"] == {"name": "payments", "type": "AES_256", "created": True, "protection": "hsm"}
-    assert record["wrapping_key"] == {"sha256_spki": "ab" * 32, "sha256_cert": None, "bits": 4096}
+    assert record["wrapping_key"] == {"sha256_spki": "ab" * 32, "sha256_cert": None, "bits": 4096,
+                                      "pinned_by": "expect-fingerprint", "trust_unpinned": False}
     assert record["outputs"] == [{"path": "/media/usb/payments-wrapped.bin", "sha256": "cd" * 32, "bytes": 552}]
 
 

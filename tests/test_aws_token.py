@@ -36,7 +36,11 @@ def test_oaep_sha1_on_softhsm_unwraps_to_the_token_key(cli, softhsm, pin_file, a
     plaintext = unwrap.oaep_decrypt(private_pem, wrapped.read_bytes(), "sha1")
     assert len(plaintext) == 32
     assert hashlib.sha256(plaintext).digest() == softhsm.digest(key_name)
-    assert report["ok"] is True and report["provider"] == "aws" and report["warnings"] == []
+    assert report["ok"] is True and report["provider"] == "aws"
+    # Unpinned: it still runs, says so, and shows the fingerprint and how to confirm it online.
+    [warning] = report["warnings"]
+    assert "not pinned" in warning and report["wrapping_key"]["sha256_spki"] in warning and "openssl" in warning
+    assert report["wrapping_key"]["trust_unpinned"] is True and report["wrapping_key"]["pinned_by"] is None
     assert report["key"] == {"name": key_name, "type": "AES-256", "created": True, "protection": "hsm"}
     assert report["algorithm"] == "RSAES_OAEP_SHA_1"
     assert report["wrapping_key"]["sha256_spki"] == hashlib.sha256(spki_der(key)).hexdigest()

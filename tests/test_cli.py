@@ -163,7 +163,7 @@ def test_json_version(cli):
     (["aws", "k", "KEK", "RSAES_OAEP_SHA_1", "-a", "https://v.vault.azure.net/keys/k/" + "0" * 32], "--azure-kek"),
     (["salesforce", "k", "KEK", "RSAES_OAEP_SHA_1", "--import-method", "RSA_OAEP_4096_SHA256"], "--import-method"),
     (["aws", "k", "KEK", "RSAES_OAEP_SHA_1", "--trust-unpinned"], "--trust-unpinned"),
-    (["google-cloud-key-management", "k", "KEK", "--pins", "pins.json"], "--pins"),
+    (["google-cloud-key-management", "k", "KEK", "--ca-bundle", "ca.pem"], "--ca-bundle"),
 ])
 def test_options_of_another_provider_are_refused_not_ignored(cli, tmp_path, kek4096, args, flag):
     args = [str(kek4096) if arg == "KEK" else arg for arg in args]

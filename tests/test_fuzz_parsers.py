@@ -29,10 +29,8 @@ import certs
 from cssadmin.errors import CssadminError, UsageError, WrappingKeyError
 from cssadmin.providers.azure_kid import AzureKid, parse_kid
 from cssadmin.pins import Pins, load_pins
-from cssadmin.providers import certificate_provider_names
+from cssadmin.providers import PROVIDER_NAMES
 from cssadmin.wrapping_key import load_wrapping_key
-
-CERTIFICATE_PROVIDERS = certificate_provider_names()
 
 BOUNDED = settings(max_examples=200, derandomize=True, deadline=None, database=None,
                    suppress_health_check=[HealthCheck.too_slow])
@@ -243,7 +241,7 @@ _FINGERPRINT = hashlib.sha256(b"pin").hexdigest()
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=20),
                          st.sampled_from([_FINGERPRINT, _FINGERPRINT.upper(), ":".join(_FINGERPRINT[i:i + 2]
                                           for i in range(0, 64, 2)), _FINGERPRINT[:-1]]))
-json_keys = st.one_of(st.sampled_from(["sha256", "comment", *CERTIFICATE_PROVIDERS, "aws", ""]), st.text(max_size=10))
+json_keys = st.one_of(st.sampled_from(["sha256", "comment", *PROVIDER_NAMES, "amazon", ""]), st.text(max_size=10))
 json_values = st.recursive(json_scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(json_keys, inner, max_size=4)), max_leaves=20)
 
@@ -296,7 +294,7 @@ def test_any_pins_file_loads_cleanly_or_is_a_usage_error(pins_dir, document):
     finally:
         path.unlink()
     assert isinstance(pins, Pins)
-    assert set(pins.by_provider) <= set(CERTIFICATE_PROVIDERS)
+    assert set(pins.by_provider) <= set(PROVIDER_NAMES)
     for fingerprints in pins.by_provider.values():
         assert all(re.fullmatch(r"[0-9a-f]{64}", fingerprint) for fingerprint in fingerprints)
 

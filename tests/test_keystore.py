@@ -24,6 +24,7 @@ from cssadmin.schemes import OAEP_SHA1, OAEP_SHA256, RSA_AES_SHA1, RSA_AES_SHA25
 # scrypt at n=16 costs nothing; one test below holds the production parameters to account.
 FAST_N = 2**4
 PASSPHRASE = "correct horse battery staple"
+PROVIDER = "aws"   # the provider keys are created for here; tests/test_provenance.py covers the others
 AES = KEY_TYPES["AES-256"]
 P256 = KEY_TYPES["EC-NISTP256"]
 P521 = KEY_TYPES["EC-NISTP521"]
@@ -70,7 +71,7 @@ def test_production_kdf_is_memory_hard(tmp_path):
     assert keystore_format.SCRYPT_R == 8 and keystore_format.SCRYPT_P == 1
     assert 128 * keystore_format.SCRYPT_R * keystore_format.SCRYPT_N >= 64 * 2**20, "at least 64 MiB per derivation"
     keystore = SoftwareKeystore(str(tmp_path / "ks"), Passphrase())
-    keystore.get_or_create("prod", AES)
+    keystore.get_or_create("prod", AES, PROVIDER)
     kdf = json.loads(key_file(tmp_path / "ks", "prod").read_text())["kdf"]
     assert (kdf["name"], kdf["n"], kdf["r"], kdf["p"]) == ("scrypt", keystore_format.SCRYPT_N, 8, 1)
     assert len(base64.b64decode(kdf["salt"])) == 16
@@ -79,12 +80,12 @@ def test_production_kdf_is_memory_hard(tmp_path):
 @pytest.mark.parametrize("key_type", [AES, P256], ids=lambda kt: kt.name)
 def test_second_run_reuses_the_same_material(tmp_path, key_type):
     first, _ = open_keystore(tmp_path)
-    created = first.get_or_create("k1", key_type)
+    created = first.get_or_create("k1", key_type, PROVIDER)
     before = (first.public_key_pem(created) if key_type.is_private_key else first.digest(created.handle))
     first.close()
 
     second, _ = open_keystore(tmp_path)
-    reused = second.get_or_create("k1", key_type)
+    reused = second.get_or_create("k1", key_type, PROVIDER)
     after = (second.public_key_pem(reused) if key_type.is_private_key else second.digest(reused.handle))
     assert (created.created, reused.created) == (True, False)
     assert after == before
@@ -93,25 +94,25 @@ def test_second_run_reuses_the_same_material(tmp_path, key_type):
 def test_passphrase_asked_once_per_run_and_only_when_needed(tmp_path):
     keystore, source = open_keystore(tmp_path)
     assert source.asked == 0, "opening the keystore alone does not ask"
-    keystore.get_or_create("a", AES)
-    keystore.get_or_create("b", P256)
-    keystore.get_or_create("a", AES)
+    keystore.get_or_create("a", AES, PROVIDER)
+    keystore.get_or_create("b", P256, PROVIDER)
+    keystore.get_or_create("a", AES, PROVIDER)
     assert source.asked == 1
     assert source.confirmations == 1, "a new key file asks for confirmation at a terminal"
     reopened, again = open_keystore(tmp_path)
-    reopened.get_or_create("a", AES)
+    reopened.get_or_create("a", AES, PROVIDER)
     assert (again.asked, again.confirmations) == (1, 0), "opening an existing key does not"
 
 
 def test_wrong_passphrase_refused_and_file_untouched(tmp_path):
     keystore, _ = open_keystore(tmp_path)
-    keystore.get_or_create("k1", AES)
+    keystore.get_or_create("k1", AES, PROVIDER)
     path = key_file(tmp_path, "k1")
     before = (path.read_bytes(), path.stat().st_mtime_ns)
 
     other, _ = open_keystore(tmp_path, "not the passphrase")
     with pytest.raises(CustodyError) as caught:
-        other.get_or_create("k1", AES)
+        other.get_or_create("k1", AES, PROVIDER)
     assert (caught.value.code, caught.value.exit_code) == ("WRONG_PASSPHRASE", 5)
     assert (path.read_bytes(), path.stat().st_mtime_ns) == before
 
@@ -127,7 +128,7 @@ def test_description_names_the_libraries(tmp_path):
 def test_new_directory_is_0700_and_key_file_0600(tmp_path):
     directory = tmp_path / "new" / "ks"
     keystore, _ = open_keystore(directory)
-    keystore.get_or_create("k1", AES)
+    keystore.get_or_create("k1", AES, PROVIDER)
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     assert stat.S_IMODE(key_file(directory, "k1").stat().st_mode) == 0o600
     assert sorted(p.name for p in directory.iterdir()) == ["k1.cssadmin-key"], "no temp file left behind"
@@ -156,7 +157,7 @@ def test_keystore_path_that_is_a_file_is_refused(tmp_path):
 def test_unchecked_names_never_become_paths(tmp_path, name):
     keystore, source = open_keystore(tmp_path / "ks")
     with pytest.raises(UsageError):
-        keystore.get_or_create(name, AES)
+        keystore.get_or_create(name, AES, PROVIDER)
     assert source.asked == 0
     assert not (tmp_path / "escape.cssadmin-key").exists()
 
@@ -173,7 +174,7 @@ def encodings_of(secret: bytes) -> list[bytes]:
 @pytest.mark.parametrize("key_type", [AES, P256, RSA2048], ids=lambda kt: kt.name)
 def test_key_file_does_not_contain_the_key(tmp_path, key_type):
     keystore, _ = open_keystore(tmp_path)
-    key = keystore.get_or_create("k1", key_type)
+    key = keystore.get_or_create("k1", key_type, PROVIDER)
     stored = key_file(tmp_path, "k1").read_bytes()
     secrets_to_hide = [plaintext_of(key)]
     private = key.handle.private_key
@@ -190,10 +191,10 @@ def test_key_file_does_not_contain_the_key(tmp_path, key_type):
 
 # --- reuse rules: ours, type, tampering -------------------------------------------------
 def test_other_key_type_is_a_conflict_before_any_passphrase(tmp_path):
-    open_keystore(tmp_path)[0].get_or_create("k1", AES)
+    open_keystore(tmp_path)[0].get_or_create("k1", AES, PROVIDER)
     keystore, source = open_keystore(tmp_path)
     with pytest.raises(KeyConflictError) as caught:
-        keystore.get_or_create("k1", P256)
+        keystore.get_or_create("k1", P256, PROVIDER)
     assert (caught.value.code, caught.value.exit_code) == ("KEY_TYPE_CONFLICT", 6)
     assert source.asked == 0
 
@@ -203,7 +204,7 @@ def test_file_that_is_not_ours_is_a_conflict(tmp_path, content):
     key_file(tmp_path, "k1").write_bytes(content)
     keystore, _ = open_keystore(tmp_path)
     with pytest.raises(KeyConflictError) as caught:
-        keystore.get_or_create("k1", AES)
+        keystore.get_or_create("k1", AES, PROVIDER)
     assert (caught.value.code, caught.value.exit_code) == ("KEY_NOT_OURS", 6)
     assert key_file(tmp_path, "k1").read_bytes() == content
 
@@ -211,10 +212,10 @@ def test_file_that_is_not_ours_is_a_conflict(tmp_path, content):
 @pytest.mark.skipif(not hasattr(os, "symlink") or os.name != "posix", reason="symlinks")
 def test_symlink_at_the_key_name_is_not_followed(tmp_path):
     keystore, _ = open_keystore(tmp_path / "ks")
-    keystore.get_or_create("real", AES)
+    keystore.get_or_create("real", AES, PROVIDER)
     os.symlink(tmp_path / "ks" / "real.cssadmin-key", key_file(tmp_path / "ks", "link"))
     with pytest.raises(KeyConflictError) as caught:
-        keystore.get_or_create("link", AES)
+        keystore.get_or_create("link", AES, PROVIDER)
     assert caught.value.code == "KEY_NOT_OURS"
 
 
@@ -227,32 +228,32 @@ def test_symlink_at_the_key_name_is_not_followed(tmp_path):
     ("name", "someone-else"),
 ])
 def test_damaged_header_is_a_conflict(tmp_path, field, value):
-    open_keystore(tmp_path)[0].get_or_create("k1", AES)
+    open_keystore(tmp_path)[0].get_or_create("k1", AES, PROVIDER)
     edit_header(key_file(tmp_path, "k1"), **{field: value})
     keystore, _ = open_keystore(tmp_path)
     with pytest.raises(KeyConflictError) as caught:
-        keystore.get_or_create("k1", AES)
+        keystore.get_or_create("k1", AES, PROVIDER)
     assert (caught.value.code, caught.value.exit_code) == ("KEY_FILE_CORRUPT", 6)
 
 
 def test_changed_key_type_is_detected_both_ways(tmp_path):
-    open_keystore(tmp_path)[0].get_or_create("k1", P256)
+    open_keystore(tmp_path)[0].get_or_create("k1", P256, PROVIDER)
     edit_header(key_file(tmp_path, "k1"), key_type="EC-SECP256K1")
     with pytest.raises(KeyConflictError) as as_created:
-        open_keystore(tmp_path)[0].get_or_create("k1", P256)
+        open_keystore(tmp_path)[0].get_or_create("k1", P256, PROVIDER)
     assert as_created.value.code == "KEY_TYPE_CONFLICT"
     with pytest.raises(CustodyError) as as_claimed:
-        open_keystore(tmp_path)[0].get_or_create("k1", KEY_TYPES["EC-SECP256K1"])
+        open_keystore(tmp_path)[0].get_or_create("k1", KEY_TYPES["EC-SECP256K1"], PROVIDER)
     assert as_claimed.value.code == "WRONG_PASSPHRASE", "the header is bound into the AEAD"
 
 
 def test_file_moved_to_another_name_is_detected(tmp_path):
-    open_keystore(tmp_path)[0].get_or_create("k1", AES)
+    open_keystore(tmp_path)[0].get_or_create("k1", AES, PROVIDER)
     moved = key_file(tmp_path, "k2")
     key_file(tmp_path, "k1").rename(moved)
     edit_header(moved, name="k2")
     with pytest.raises(CustodyError) as caught:
-        open_keystore(tmp_path)[0].get_or_create("k2", AES)
+        open_keystore(tmp_path)[0].get_or_create("k2", AES, PROVIDER)
     assert caught.value.code == "WRONG_PASSPHRASE"
 
 
@@ -262,28 +263,28 @@ def test_file_moved_to_another_name_is_detected(tmp_path):
     ("public_key_pem", lambda pem: pem.replace("A", "B", 1)),
 ])
 def test_changed_kdf_or_public_key_is_detected(tmp_path, field, change):
-    open_keystore(tmp_path)[0].get_or_create("k1", P256)
+    open_keystore(tmp_path)[0].get_or_create("k1", P256, PROVIDER)
     path = key_file(tmp_path, "k1")
     edit_header(path, **{field: change(json.loads(path.read_text())[field])})
     with pytest.raises((CustodyError, KeyConflictError)) as caught:
-        open_keystore(tmp_path)[0].get_or_create("k1", P256)
+        open_keystore(tmp_path)[0].get_or_create("k1", P256, PROVIDER)
     assert caught.value.code in ("WRONG_PASSPHRASE", "KEY_FILE_CORRUPT")
 
 
 def test_sealed_pkcs8_with_trailing_bytes_is_refused(tmp_path):
     keystore, _ = open_keystore(tmp_path)
-    good = keystore.get_or_create("k1", P256)
+    good = keystore.get_or_create("k1", P256, PROVIDER)
     document = keystore_format.seal("k2", P256, plaintext_of(good) + b"\0", PASSPHRASE, FAST_N,
                              keystore.public_key_pem(good), "2026-01-01T00:00:00+00:00")
     key_file(tmp_path, "k2").write_bytes(document)
     with pytest.raises(KeyConflictError) as caught:
-        open_keystore(tmp_path)[0].get_or_create("k2", P256)
+        open_keystore(tmp_path)[0].get_or_create("k2", P256, PROVIDER)
     assert caught.value.code == "KEY_FILE_CORRUPT"
 
 
 def test_close_drops_the_material(tmp_path):
     keystore, _ = open_keystore(tmp_path)
-    key = keystore.get_or_create("k1", AES)
+    key = keystore.get_or_create("k1", AES, PROVIDER)
     keystore.close()
     assert key.handle.plaintext is None
     with pytest.raises(CustodyError) as caught:
@@ -306,7 +307,7 @@ def kek(tmp_path_factory):
 def every_key(tmp_path_factory):
     """One keystore holding a key of every type (RSA-4096 generation is the slow part: once)."""
     keystore, _ = open_keystore(tmp_path_factory.mktemp("every") / "ks")
-    keys = {name: keystore.get_or_create(name, key_type) for name, key_type in KEY_TYPES.items()}
+    keys = {name: keystore.get_or_create(name, key_type, PROVIDER) for name, key_type in KEY_TYPES.items()}
     yield keystore, keys
     keystore.close()
 

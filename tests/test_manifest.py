@@ -90,6 +90,7 @@ def test_manifest_bytes_are_sorted_indented_json_with_a_trailing_newline():
         "algorithm": "RSA_AES_KEY_WRAP_SHA_256",
         "wrapping_key_sha256_spki": SPKI,
         "wrapping_key_sha256_cert": CERT,
+        "trust_unpinned": False,
         "created_utc": "2024-05-01T12:30:45Z",
         "files": [{"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                   for name, data in OUTPUTS],

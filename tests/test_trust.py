@@ -354,7 +354,7 @@ def test_empty_pins_file_object_pins_nothing(tmp_path):
         ('{"salesforce": [], "salesforce": []}', "key 'salesforce' appears twice"),
         ([], "must hold a JSON object keyed by provider"),
         ({"salesfroce": []}, "unknown provider 'salesfroce'"),
-        ({"aws": []}, "unknown provider 'aws'"),
+        ({"amazon-kms": []}, "unknown provider 'amazon-kms'"),
         ({"salesforce": {"sha256": "ab" * 32}}, "salesforce must be a list"),
         ({"salesforce": ["ab" * 32]}, "salesforce entry 1 must be an object with a \"sha256\" string"),
         ({"salesforce": [{"comment": "x"}]}, "must be an object with a \"sha256\" string"),
@@ -364,7 +364,7 @@ def test_empty_pins_file_object_pins_nothing(tmp_path):
         ({"salesforce": [{"sha256": "ab" * 32, "comment": 1}]}, "comment must be a string"),
         ("[" * 100000, "is not valid JSON"),
     ],
-    ids=["syntax", "duplicate", "array", "typo", "aws", "not-list", "string-entry", "no-sha256", "int-sha256",
+    ids=["syntax", "duplicate", "array", "typo", "unknown-provider", "not-list", "string-entry", "no-sha256", "int-sha256",
          "short-sha256", "unknown-key", "comment-type", "deep-nesting"],
 )
 def test_malformed_pins_file_is_a_usage_error(tmp_path, document, fragment):

@@ -12,6 +12,7 @@ from typing import Any, Iterator, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from .. import durable
 from ..keytypes import KeyType
 from ..schemes import WrapScheme
 
@@ -54,7 +55,12 @@ class Custody(SelfTestable, Protocol):
     protection: str        # "hsm" | "software"
     description: str       # model and firmware of the token, or the keystore's description
 
-    def get_or_create(self, name: str, key_type: KeyType) -> KeyRef: ...
+    def get_or_create(self, name: str, key_type: KeyType, provider: str, reuse_key: bool = False) -> KeyRef:
+        """The key of that name, re-exported only if it passes the provenance checks and was made for
+        `provider` (or `reuse_key`); created, marked for `provider`, when there is none."""
+
+    def lock_path(self, name: str) -> str:
+        """The lock that serialises this user's runs on one key name, from look-up to the end of the export."""
 
     def discard(self, key: KeyRef) -> None:
         """Destroy a key this run created (key.created) and nothing else."""
@@ -65,7 +71,7 @@ class Custody(SelfTestable, Protocol):
 
     def close(self) -> None: ...
 
-    def key(self, name: str, key_type: KeyType) -> Iterator[KeyRef]: ...
+    def key(self, name: str, key_type: KeyType, provider: str, reuse_key: bool = False) -> Iterator[KeyRef]: ...
 
 
 class CustodyBase:
@@ -74,7 +80,10 @@ class CustodyBase:
     def close(self) -> None:
         raise NotImplementedError
 
-    def get_or_create(self, name: str, key_type: KeyType) -> KeyRef:
+    def get_or_create(self, name: str, key_type: KeyType, provider: str, reuse_key: bool = False) -> KeyRef:
+        raise NotImplementedError
+
+    def lock_path(self, name: str) -> str:
         raise NotImplementedError
 
     def discard(self, key: KeyRef) -> None:
@@ -87,12 +96,15 @@ class CustodyBase:
         self.close()
 
     @contextmanager
-    def key(self, name: str, key_type: KeyType) -> Iterator[KeyRef]:
+    def key(self, name: str, key_type: KeyType, provider: str, reuse_key: bool = False) -> Iterator[KeyRef]:
         """The named key, found or created; a key created here is discarded if the block fails
-        (Ctrl-C included), so a refused run leaves nothing behind."""
-        key = self.get_or_create(name, key_type)
-        try:
-            yield key
-        except BaseException:
-            self.discard(key)
-            raise
+        (Ctrl-C included), so a refused run leaves nothing behind. Concurrent runs of this user on
+        this host wait for each other from the look-up to the end of the block, so that one creates
+        the key, the others re-export it, and no run discards a key another run has exported."""
+        with durable.holding(self.lock_path(name)):
+            key = self.get_or_create(name, key_type, provider, reuse_key)
+            try:
+                yield key
+            except BaseException:
+                self.discard(key)
+                raise

@@ -69,23 +69,27 @@ class SealedKey:
     nonce: bytes
     ciphertext: bytes
     public_key_pem: str | None
+    provider: str | None = None    # the provider the key was created for; None in 0.1.0 files
 
 
-def associated_data(name: str, key_type: str, kdf: KdfParameters) -> bytes:
+def associated_data(name: str, key_type: str, kdf: KdfParameters, provider: str | None) -> bytes:
     header = {"format": FORMAT, "name": name, "key_type": key_type, "kdf": kdf.as_json()}
+    if provider is not None:   # files of 0.1.0 record none, and their header is bound without it
+        header["provider"] = provider
     return json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 def seal(name: str, key_type: KeyType, plaintext: bytes, passphrase: str, scrypt_n: int,
-         public_key_pem: bytes | None, created: str) -> bytes:
+         public_key_pem: bytes | None, created: str, provider: str | None = None) -> bytes:
     kdf = KdfParameters(scrypt_n, SCRYPT_R, SCRYPT_P, os.urandom(SALT_BYTES))
     nonce = os.urandom(NONCE_BYTES)
     ciphertext = AESGCM(kdf.derive(passphrase)).encrypt(
-        nonce, plaintext, associated_data(name, key_type.name, kdf))
+        nonce, plaintext, associated_data(name, key_type.name, kdf, provider))
     document = {
         "format": FORMAT,
         "name": name,
         "key_type": key_type.name,
+        **({"provider": provider} if provider is not None else {}),
         "created": created,
         "kdf": kdf.as_json(),
         "aead": {"name": "AES-256-GCM", "nonce": _b64(nonce)},
@@ -99,7 +103,7 @@ def unseal(sealed: SealedKey, passphrase: str, path: str) -> bytes:
     key = sealed.kdf.derive(passphrase)
     try:
         return AESGCM(key).decrypt(sealed.nonce, sealed.ciphertext,
-                                   associated_data(sealed.name, sealed.key_type, sealed.kdf))
+                                   associated_data(sealed.name, sealed.key_type, sealed.kdf, sealed.provider))
     except InvalidTag:
         # GCM cannot tell a wrong passphrase from an altered header; both leave the file as it is.
         raise CustodyError(f"the passphrase does not open keystore file {path} (wrong passphrase, "
@@ -129,6 +133,7 @@ def parse_sealed(raw: bytes, path: str) -> SealedKey:
             nonce=_parse_nonce(_field(document, "aead", dict)),
             ciphertext=_unb64(_field(document, "ciphertext", str)),
             public_key_pem=_optional_text(document, "public_key_pem"),
+            provider=_optional_text(document, "provider"),
         )
     except (KeyError, TypeError, ValueError, binascii.Error) as failure:
         raise corrupt(path, str(failure) or type(failure).__name__) from None

@@ -7,6 +7,7 @@ C_DigestKey.
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
@@ -17,11 +18,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .._frozen import restore_library_path
+from ..durable import host_lock_path
 from ..errors import CustodyError, KeyConflictError
 from ..keymaterial import EC_CURVES
 from ..keytypes import KeyType
 from ..schemes import WrapScheme
 from . import CustodyBase, KeyRef, SecretSource
+from . import provenance
+from .provenance import TokenObject
 from . import selftest
 
 COMMON_MODULES = (
@@ -32,8 +36,6 @@ COMMON_MODULES = (
     "/usr/lib/softhsm/libsofthsm2.so (SoftHSM2 on Debian/Ubuntu)",
 )
 
-# CKA_ID of every object cssadmin creates: the marker, then the key type it was created as.
-MARKER = b"cssadmin:"
 
 _HASH_MECHANISMS = {
     "sha1": (Mechanism.SHA_1, MGF.SHA1),
@@ -97,7 +99,14 @@ def _describe_slot(slot, token) -> str:
     return f"slot {slot.slot_id} '{token.label}' ({token.manufacturer_id} {token.model})"
 
 
-def select_token(lib, selector: TokenSelector):
+# A file-backed token that another process was writing when the module read its tokens (SoftHSM2
+# does so in C_Initialize) is absent for the life of that initialisation; initialise again a few
+# times before calling it missing.
+_SELECTION_ATTEMPTS = 5
+_SELECTION_RETRY_SECONDS = 0.1
+
+
+def _candidates(lib, selector: TokenSelector) -> list:
     candidates = []
     for slot in lib.get_slots(token_present=True):
         token = slot.get_token()
@@ -108,6 +117,22 @@ def select_token(lib, selector: TokenSelector):
         if selector.label is not None and token.label != selector.label:
             continue
         candidates.append((slot, token))
+    return candidates
+
+
+def select_token(lib, selector: TokenSelector):
+    for attempt in range(_SELECTION_ATTEMPTS):
+        try:
+            candidates = _candidates(lib, selector)
+        except p11e.PKCS11Error as failure:   # C_GetTokenInfo of a token being rewritten
+            if attempt == _SELECTION_ATTEMPTS - 1:
+                raise CustodyError(f"the PKCS#11 module cannot describe its tokens: {type(failure).__name__}",
+                                   code="TOKEN_UNREADABLE", remedy="run again; if it persists, check the HSM") from None
+            candidates = []
+        if candidates or attempt == _SELECTION_ATTEMPTS - 1:
+            break
+        time.sleep(_SELECTION_RETRY_SECONDS)
+        lib.reinitialize()
     wanted = " and ".join(filter(None, [
         f"label '{selector.label}'" if selector.label is not None else None,
         f"slot {selector.slot_id}" if selector.slot_id is not None else None,
@@ -129,6 +154,7 @@ class Pkcs11Custody(CustodyBase):
     def __init__(self, module_path: str, selector: TokenSelector, pin_source: SecretSource, *,
                  force_login: bool = False):
         lib = load_module(module_path)
+        self._module_path = module_path
         self._slot, self._token = select_token(lib, selector)
         self._force_login = force_login
         self.description = (f"{self._token.manufacturer_id.strip()} {self._token.model.strip()} "
@@ -156,47 +182,61 @@ class Pkcs11Custody(CustodyBase):
         self._session.close()
 
     # --- finding and creating keys -------------------------------------------------------
-    def get_or_create(self, name: str, key_type: KeyType) -> KeyRef:
-        with token_step(f"look up or create key '{name}'"):
-            return self._get_or_create(name, key_type)
+    def lock_path(self, name: str) -> str:
+        serial = self._token.serial.decode("ascii", errors="replace") if isinstance(self._token.serial, bytes) \
+            else str(self._token.serial)
+        return host_lock_path(f"{self._module_path}\0{serial}\0{self._token.label}\0{name}")
 
-    def _get_or_create(self, name: str, key_type: KeyType) -> KeyRef:
-        existing = list(self._session.get_objects({Attribute.LABEL: name}))
-        if existing:
-            return KeyRef(name, key_type, False, self._check_ours(name, key_type, existing))
-        marker = MARKER + key_type.name.encode()
-        if not key_type.is_private_key:
-            handle = self._generate_secret(name, marker, key_type, store=True)
-        else:
-            handle = self._generate_pair(name, marker, key_type, store=True)[1]
-        return KeyRef(name, key_type, True, handle)
+    def get_or_create(self, name: str, key_type: KeyType, provider: str, reuse_key: bool = False) -> KeyRef:
+        with token_step(f"look up or create key '{name}'"):
+            existing = self._labelled(name)
+            if existing:
+                key = provenance.choose_existing(self._token.label, name, key_type, provider, reuse_key, existing)
+                return KeyRef(name, key_type, False, key.handle)
+            marker = provenance.new_marker(key_type, provider)
+            if key_type.is_private_key:
+                handle = self._generate_pair(name, marker, key_type, store=True)[1]
+            else:
+                handle = self._generate_secret(name, marker, key_type, store=True)
+            key = KeyRef(name, key_type, True, handle)
+            self._check_created(key, marker)
+            return key
+
+    def _check_created(self, key: KeyRef, marker: bytes) -> None:
+        """The new key is the only one of its name (a run on another host may have raced us), and the
+        token kept CKA_MODIFIABLE and CKA_COPYABLE false as asked."""
+        keys = [obj for obj in self._labelled(key.name) if obj.object_class in provenance.KEY_CLASSES]
+        if len(keys) != 1 or keys[0].cka_id != marker:
+            self.discard(key)
+            raise provenance.ambiguous(self._token.label, key.name, keys)
+        for attribute in (Attribute.MODIFIABLE, Attribute.COPYABLE):
+            if self._attribute(key.handle, attribute) is not False:
+                self.discard(key)
+                raise CustodyError(f"the token did not keep CKA_{attribute.name} false on the new key",
+                                   code="KEY_ATTRIBUTES_REFUSED",
+                                   remedy="use a token that honours CKA_MODIFIABLE and CKA_COPYABLE")
+
+    def _labelled(self, name: str) -> list[TokenObject]:
+        return [self._describe(obj) for obj in self._session.get_objects({Attribute.LABEL: name})]
+
+    def _describe(self, obj) -> TokenObject:
+        names = {"CKA_LOCAL": Attribute.LOCAL, "CKA_ALWAYS_SENSITIVE": Attribute.ALWAYS_SENSITIVE,
+                 "CKA_SENSITIVE": Attribute.SENSITIVE, "CKA_EXTRACTABLE": Attribute.EXTRACTABLE,
+                 "CKA_NEVER_EXTRACTABLE": Attribute.NEVER_EXTRACTABLE}
+        object_class = {ObjectClass.SECRET_KEY: "secret key", ObjectClass.PRIVATE_KEY: "private key",
+                        ObjectClass.PUBLIC_KEY: "public key"}.get(obj.object_class, str(obj.object_class))
+        attributes = {name: self._attribute(obj, attribute) if object_class in provenance.KEY_CLASSES else None
+                      for name, attribute in names.items()}
+        return TokenObject(obj, object_class, bytes(self._attribute(obj, Attribute.ID) or b""), attributes)
 
     def discard(self, key: KeyRef) -> None:
-        """Destroy the objects of a key this run created and never exported."""
+        """Destroy the objects this run created for `key` (its CKA_ID is random and this run's own)."""
         if not key.created:
             return
         with suppress(p11e.PKCS11Error):   # the error that made us discard is the one to report
-            for obj in self._session.get_objects({Attribute.LABEL: key.name,
-                                                  Attribute.ID: MARKER + key.key_type.name.encode()}):
+            marker = bytes(key.handle[Attribute.ID])
+            for obj in self._session.get_objects({Attribute.LABEL: key.name, Attribute.ID: marker}):
                 obj.destroy()
-
-    def _check_ours(self, name: str, key_type: KeyType, objects):
-        ids = {bytes(self._attribute(obj, Attribute.ID) or b"") for obj in objects}
-        if any(not object_id.startswith(MARKER) for object_id in ids):
-            raise KeyConflictError(f"token '{self._token.label}' holds an object labelled '{name}' that "
-                                   "cssadmin did not create", code="KEY_NOT_OURS",
-                                   remedy="choose another key name; cssadmin never exports a key it did not make")
-        found_types = {object_id[len(MARKER):].decode(errors="replace") for object_id in ids}
-        if found_types != {key_type.name}:
-            raise KeyConflictError(f"key '{name}' exists as {', '.join(sorted(found_types))}, "
-                                   f"not {key_type.name}", code="KEY_TYPE_CONFLICT",
-                                   remedy="choose another key name or the key type it was created with")
-        wanted_class = ObjectClass.PRIVATE_KEY if key_type.is_private_key else ObjectClass.SECRET_KEY
-        for obj in objects:
-            if obj.object_class == wanted_class:
-                return obj
-        raise KeyConflictError(f"key '{name}' is incomplete on the token (no {wanted_class.name} object)",
-                               code="KEY_TYPE_CONFLICT")
 
     @staticmethod
     def _attribute(obj, attribute):
@@ -206,12 +246,15 @@ class Pkcs11Custody(CustodyBase):
             return None
 
     def _key_template(self, store: bool) -> dict:
-        return {
+        template = {
             Attribute.TOKEN: store,
             Attribute.PRIVATE: True,
             Attribute.SENSITIVE: True,
             Attribute.EXTRACTABLE: True,
         }
+        if store:   # a stored key can never be changed or copied into one with weaker attributes
+            template.update({Attribute.MODIFIABLE: False, Attribute.COPYABLE: False})
+        return template
 
     def _generate_secret(self, label, object_id, key_type: KeyType, *, store: bool):
         if key_type.family == "aes":
@@ -222,13 +265,18 @@ class Pkcs11Custody(CustodyBase):
             return self._session.generate_key(
                 kind, key_type.bits, label=label, id=object_id, store=store, mechanism=mechanism,
                 capabilities=0, template=self._key_template(store))
+        except (p11e.AttributeTypeInvalid, p11e.AttributeValueInvalid, p11e.TemplateInconsistent) as failure:
+            raise CustodyError(f"the token refused the attributes of a new {key_type.name} key "
+                               f"({type(failure).__name__}); cssadmin asks for CKA_MODIFIABLE and CKA_COPYABLE false "
+                               "and will not drop them", code="KEY_ATTRIBUTES_REFUSED",
+                               remedy="use a token that honours CKA_MODIFIABLE and CKA_COPYABLE") from None
         except p11e.PKCS11Error as failure:
             raise CustodyError(f"the token could not generate {key_type.name}: {type(failure).__name__}",
                                code="KEYGEN_FAILED") from None
 
     def _generate_pair(self, label, object_id, key_type: KeyType, *, store: bool):
         private_template = self._key_template(store)
-        public_template = {Attribute.TOKEN: store}
+        public_template = {Attribute.TOKEN: store, **({Attribute.MODIFIABLE: False} if store else {})}
         try:
             if key_type.family == "rsa":
                 public_template[Attribute.PUBLIC_EXPONENT] = RSA_PUBLIC_EXPONENT
@@ -239,6 +287,11 @@ class Pkcs11Custody(CustodyBase):
             return self._session.generate_keypair(
                 P11KeyType.EC, label=label, id=object_id, store=store, capabilities=0,
                 public_template=public_template, private_template=private_template)
+        except (p11e.AttributeTypeInvalid, p11e.AttributeValueInvalid, p11e.TemplateInconsistent) as failure:
+            raise CustodyError(f"the token refused the attributes of a new {key_type.name} key "
+                               f"({type(failure).__name__}); cssadmin asks for CKA_MODIFIABLE and CKA_COPYABLE false "
+                               "and will not drop them", code="KEY_ATTRIBUTES_REFUSED",
+                               remedy="use a token that honours CKA_MODIFIABLE and CKA_COPYABLE") from None
         except p11e.PKCS11Error as failure:
             raise CustodyError(f"the token could not generate {key_type.name}: {type(failure).__name__}",
                                code="KEYGEN_FAILED") from None

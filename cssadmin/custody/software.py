@@ -25,6 +25,7 @@ from ..keytypes import KEY_TYPES, KeyType
 from ..schemes import WrapScheme
 from . import CustodyBase, KeyRef, SecretSource
 from . import selftest
+from .provenance import check_provider
 from .keystore_format import MAX_FILE_BYTES, SCRYPT_N, SUFFIX, SealedKey, corrupt, parse_sealed, seal, unseal
 
 
@@ -177,13 +178,16 @@ class SoftwareKeystore(CustodyBase):
             os.unlink(self.path_of(key.name))
 
     # --- finding and creating keys -------------------------------------------------------
-    def get_or_create(self, name: str, key_type: KeyType) -> KeyRef:
+    def lock_path(self, name: str) -> str:
+        return os.path.join(self.directory, f".{os.path.basename(self.path_of(name))}.lock")
+
+    def get_or_create(self, name: str, key_type: KeyType, provider: str, reuse_key: bool = False) -> KeyRef:
         path = self.path_of(name)
         if os.path.lexists(path):
-            material = self._open_existing(path, name, key_type)
+            material = self._open_existing(path, name, key_type, provider, reuse_key)
             created = False
         else:
-            material = self._create(path, name, key_type)
+            material = self._create(path, name, key_type, provider)
             created = True
         return KeyRef(name, key_type, created, self._keep(material))
 
@@ -191,7 +195,7 @@ class SoftwareKeystore(CustodyBase):
         self._materials.append(material)   # dropped at close()
         return material
 
-    def _open_existing(self, path: str, name: str, key_type: KeyType) -> Material:
+    def _open_existing(self, path: str, name: str, key_type: KeyType, provider: str, reuse_key: bool) -> Material:
         sealed = parse_sealed(read_key_file(path), path)
         if sealed.name != name:
             raise corrupt(path, f"it records the key name {sealed.name!r}")
@@ -201,15 +205,17 @@ class SoftwareKeystore(CustodyBase):
             raise KeyConflictError(f"key '{name}' exists as {sealed.key_type}, not {key_type.name}",
                                    code="KEY_TYPE_CONFLICT",
                                    remedy="choose another key name or the key type it was created with")
+        check_provider(name, sealed.provider, provider, reuse_key)
         plaintext = unseal(sealed, self._passphrase_once(), path)
         return material_from_plaintext(key_type, plaintext, sealed, path)
 
-    def _create(self, path: str, name: str, key_type: KeyType) -> Material:
+    def _create(self, path: str, name: str, key_type: KeyType, provider: str) -> Material:
         passphrase = self._passphrase_once(new=True)   # before a slow RSA generation, so a refusal costs nothing
         material = Material.of(generate(key_type))
         public_pem = spki_pem(material.private_key.public_key()) if material.private_key else None
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        write_new_file(path, seal(name, key_type, material.plaintext, passphrase, self._scrypt_n, public_pem, created))
+        write_new_file(path, seal(name, key_type, material.plaintext, passphrase, self._scrypt_n, public_pem, created,
+                                  provider))
         return material
 
     # --- the operations the export and the self-test share (custody.Custody, custody.SelfTestable) ---

@@ -9,7 +9,7 @@ from .base import KNOWN_ALGORITHMS, Provider
 PROVIDER_NAMES = ("aws", "google-compute-engine", "google-cloud-key-management",
                   "microsoft-azure", "salesforce")
 
-__all__ = ["KNOWN_ALGORITHMS", "PROVIDER_NAMES", "Provider", "certificate_provider_names", "get_provider"]
+__all__ = ["KNOWN_ALGORITHMS", "PROVIDER_NAMES", "Provider", "get_provider"]
 
 
 def get_provider(name: str) -> Provider:
@@ -19,7 +19,3 @@ def get_provider(name: str) -> Provider:
     module = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
     return module.PROVIDER
 
-
-def certificate_provider_names() -> tuple[str, ...]:
-    """The providers whose wrapping key is a certificate: the ones a pins file may name."""
-    return tuple(name for name in PROVIDER_NAMES if get_provider(name).needs_certificate)

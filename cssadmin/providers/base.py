@@ -107,7 +107,7 @@ class Provider:
     def check_trust_options(self, certificate_options: list[str]) -> None:
         if certificate_options and not self.needs_certificate:
             raise UsageError(f"{self.name}'s wrapping key is a bare public key, so {', '.join(certificate_options)} "
-                             "do not apply (--expect-fingerprint does)", code="OPTION_NOT_APPLICABLE")
+                             "do not apply (--expect-fingerprint and --pins do)", code="OPTION_NOT_APPLICABLE")
 
     # --- wrapping key rules (exit 3) and algorithm choice (exit 4) --------------------------
     def check_wrapping_key(self, kek: WrappingKey, options: Options) -> None:
