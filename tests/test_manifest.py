@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cssadmin import output
-from cssadmin.errors import OutputError
+from cssadmin.errors import OutputError, VerificationError
 from cssadmin.facts import ExportFacts, KeyFacts, WrappingKeyFacts
 from cssadmin.manifest import FORMAT, build_manifest, is_bare_name, manifest_name, verify_manifest
 
@@ -64,9 +64,19 @@ def document_listing(name: str, data: bytes) -> dict:
 
 
 def refusal(path: Path) -> OutputError:
+    """An input that cannot be read as a manifest: exit 7."""
     with pytest.raises(OutputError) as caught:
         verify_manifest(path)
     assert caught.value.exit_code == 7
+    assert "\n" not in str(caught.value)
+    return caught.value
+
+
+def mismatch(path: Path) -> VerificationError:
+    """A manifest read, and what it lists found changed or missing: exit 8."""
+    with pytest.raises(VerificationError) as caught:
+        verify_manifest(path)
+    assert caught.value.exit_code == 8
     assert "\n" not in str(caught.value)
     return caught.value
 
@@ -93,6 +103,8 @@ def test_manifest_bytes_are_sorted_indented_json_with_a_trailing_newline():
         "created_utc": "2024-05-01T12:30:45Z",
         "files": [{"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                   for name, data in OUTPUTS],
+        "audit_head": None,
+        "signer": None,
     }
 
 
@@ -126,7 +138,7 @@ def test_plain_names_are_bare(name):
 # ---------------------------------------------------------------------------------- verify
 
 def test_round_trip_returns_every_entry(export_dir):
-    entries = verify_manifest(manifest_path(export_dir))
+    entries = verify_manifest(manifest_path(export_dir)).files
     assert entries == [{"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                        for name, data in OUTPUTS]
 
@@ -134,7 +146,7 @@ def test_round_trip_returns_every_entry(export_dir):
 def test_the_manifest_is_checked_beside_itself_not_in_the_working_directory(export_dir, tmp_path_factory,
                                                                            monkeypatch):
     monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
-    assert len(verify_manifest(manifest_path(export_dir))) == len(OUTPUTS)
+    assert len(verify_manifest(manifest_path(export_dir)).files) == len(OUTPUTS)
 
 
 def test_a_one_byte_change_is_named_with_both_hashes(export_dir):
@@ -142,7 +154,7 @@ def test_a_one_byte_change_is_named_with_both_hashes(export_dir):
     changed = bytearray(data)
     changed[100] ^= 0x01
     (export_dir / name).write_bytes(bytes(changed))
-    error = refusal(manifest_path(export_dir))
+    error = mismatch(manifest_path(export_dir))
     assert error.code == "MANIFEST_SHA256_MISMATCH"
     assert name in error.message
     assert hashlib.sha256(bytes(changed)).hexdigest() in error.message
@@ -152,7 +164,7 @@ def test_a_one_byte_change_is_named_with_both_hashes(export_dir):
 def test_a_changed_size_is_named(export_dir):
     name, data = OUTPUTS[1]
     (export_dir / name).write_bytes(data + b"\n")
-    error = refusal(manifest_path(export_dir))
+    error = mismatch(manifest_path(export_dir))
     assert error.code == "MANIFEST_SIZE_MISMATCH"
     assert name in error.message
     assert f"{len(data) + 1} bytes" in error.message and str(len(data)) in error.message
@@ -161,7 +173,7 @@ def test_a_changed_size_is_named(export_dir):
 def test_a_missing_file_is_named(export_dir):
     name = OUTPUTS[1][0]
     (export_dir / name).unlink()
-    error = refusal(manifest_path(export_dir))
+    error = mismatch(manifest_path(export_dir))
     assert error.code == "MANIFEST_FILE_MISSING"
     assert name in error.message
 
@@ -169,7 +181,7 @@ def test_a_missing_file_is_named(export_dir):
 def test_the_first_problem_is_the_one_named(export_dir):
     (export_dir / OUTPUTS[0][0]).write_bytes(b"changed")
     (export_dir / OUTPUTS[1][0]).unlink()
-    error = refusal(manifest_path(export_dir))
+    error = mismatch(manifest_path(export_dir))
     assert OUTPUTS[0][0] in error.message and OUTPUTS[1][0] not in error.message
 
 
@@ -201,7 +213,7 @@ def test_a_symbolic_link_is_not_followed(tmp_path):
         (inside / "link.bin").symlink_to(tmp_path / "outside.bin")
     except OSError:
         pytest.skip("this filesystem or account cannot make symbolic links")
-    error = refusal(write_manifest_document(inside, document_listing("link.bin", data)))
+    error = mismatch(write_manifest_document(inside, document_listing("link.bin", data)))
     assert error.code == "MANIFEST_NOT_A_FILE"
     assert "link.bin" in error.message
 
