@@ -23,7 +23,7 @@ OUTPUTS = [
 ]
 
 
-def make_manifest(files=OUTPUTS, **overrides) -> bytes:
+def make_manifest(files=OUTPUTS, *, audit_head=None, signer=None, **overrides) -> bytes:
     fields = dict(tool_version="0.1.0", provider="aws", key_name=KEY_NAME, key_type="AES_256",
                   algorithm="RSA_AES_KEY_WRAP_SHA_256", wrapping_key_sha256_spki=SPKI,
                   wrapping_key_sha256_cert=CERT, created_utc=CREATED)
@@ -36,7 +36,7 @@ def make_manifest(files=OUTPUTS, **overrides) -> bytes:
             sha256_cert=fields["wrapping_key_sha256_cert"], pinned_by=None, trust_unpinned=False,
             certificate=None, allow_weaker_kek=False),
         algorithm=fields["algorithm"], created_utc=fields["created_utc"], next_step="", warnings=())
-    return build_manifest(facts, list(files))
+    return build_manifest(facts, list(files), audit_head=audit_head, signer=signer)
 
 
 @pytest.fixture
