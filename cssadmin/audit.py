@@ -11,6 +11,7 @@ who, when and what - never a secret. Nothing here prints.
 from __future__ import annotations
 
 import base64
+import errno
 import getpass
 import hashlib
 import json
@@ -129,34 +130,49 @@ def covered_bytes(record: Mapping) -> bytes:
 
 class AuditLog:
     """The log opened for one export and locked until it closes, so that the head computed before
-    the files are written (and put in the manifest) is the head that is appended."""
+    the files are written (and put in the manifest) is the head that is appended.
+
+    An existing log is opened and locked at once, at the pre-flight, and its last line checked. A log
+    that does not exist yet is only checked to be creatable then (a refused run leaves no file
+    behind); it is created and locked when the head is first computed, and held to the append."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._descriptor: int | None = None
-        self._appended = False
+        self._appended = self._closed = False
+        if os.path.lexists(self.path):
+            self._open_and_lock(os.O_RDWR | os.O_APPEND)
+            try:
+                self._tail()   # a torn or foreign last line refuses the run now, before any key is made
+            except BaseException:
+                self.close()
+                raise
+        else:
+            _check_creatable(self.path)
+
+    def _open_and_lock(self, flags: int) -> None:
         try:
+            if flags & os.O_CREAT:
+                _make_private_dirs(self.path.parent)
             created = not os.path.lexists(self.path)
-            self._descriptor = _open_log(self.path)
+            # O_NOFOLLOW: a symlink planted at the log's name must not redirect the appends.
+            descriptor = open_private(self.path, flags)
         except OSError as failure:
             raise _write_failed(self.path, failure) from None
         try:
-            _lock(self._descriptor)
+            _lock(descriptor)
         except BaseException as failure:
-            os.close(self._descriptor)
-            self._descriptor = None
+            os.close(descriptor)
             if isinstance(failure, OSError):
                 raise _write_failed(self.path, failure) from None
             raise
-        try:
-            if created:
+        self._descriptor = descriptor
+        if created:
+            try:
                 fsync_directory(self.path.parent)
-            self._tail()   # a torn or foreign last line refuses the run now, before any key is made
-        except BaseException as failure:
-            self.close()
-            if isinstance(failure, OSError):
+            except OSError as failure:
+                self.close()
                 raise _write_failed(self.path, failure) from None
-            raise
 
     def __enter__(self) -> AuditLog:
         return self
@@ -165,6 +181,7 @@ class AuditLog:
         self.close()
 
     def close(self) -> None:
+        self._closed = True
         if self._descriptor is None:
             return
         try:
@@ -175,7 +192,9 @@ class AuditLog:
 
     def _open_descriptor(self) -> int:
         if self._descriptor is None:
-            raise ValueError("the audit log is closed")
+            if self._closed:
+                raise ValueError("the audit log is closed")
+            self._open_and_lock(os.O_RDWR | os.O_APPEND | os.O_CREAT)
         return self._descriptor
 
     def _tail(self) -> tuple[int, int, str]:
@@ -244,10 +263,17 @@ def parse_head(text: str) -> Head:
     return Head(int(seq_text), digest)
 
 
-def _open_log(log_path: Path) -> int:
-    # O_NOFOLLOW: a symlink planted at the log's name must not redirect the appends.
-    _make_private_dirs(log_path.parent)
-    return open_private(log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+def _check_creatable(log_path: Path) -> None:
+    """Before an export starts, for a log that does not exist yet: its nearest existing ancestor is a
+    directory this user can create the rest in."""
+    try:
+        ancestor = next(parent for parent in log_path.parents if os.path.lexists(parent))
+        if not ancestor.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(ancestor))
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "cannot create the log there", str(ancestor))
+    except OSError as failure:
+        raise _write_failed(log_path, failure) from None
 
 
 def serialize(record: Mapping) -> bytes:

@@ -199,6 +199,7 @@ def test_the_lock_is_held_from_opening_to_the_append(tmp_path):
     """A second writer waits while an export holds the log, so the held head stays the head."""
     context = multiprocessing.get_context("spawn")
     path = tmp_path / "audit.jsonl"
+    append_record(path, {"event": "earlier"})   # an existing log is locked from the pre-flight on
     ready, release = context.Event(), context.Event()
     holder = context.Process(target=hold_then_append, args=(str(path), ready, release))
     holder.start()
@@ -211,7 +212,20 @@ def test_the_lock_is_held_from_opening_to_the_append(tmp_path):
     assert holder.exitcode == 0
     assert time.monotonic() - started >= 0.45
     records = [json.loads(line) for line in lines_of(path)]
-    assert [r["event"] for r in records] == ["first", "second"] and second["seq"] == 2
+    assert [r["event"] for r in records] == ["earlier", "first", "second"] and second["seq"] == 3
+
+
+def test_a_log_that_does_not_exist_yet_is_only_checked_at_the_pre_flight(tmp_path):
+    """So a refused export leaves no log behind; it is created and locked when the head is computed."""
+    path = tmp_path / "state" / "cssadmin" / "audit.jsonl"
+    with AuditLog(path):
+        pass
+    assert not (tmp_path / "state").exists()
+    with AuditLog(path) as log:
+        pending = log.next_head({"event": "export"})
+        assert path.exists()
+        log.append(pending)
+    assert verify_audit(path).head == pending.head
 
 
 def test_a_log_changed_between_head_and_append_is_not_appended_to(tmp_path):
