@@ -7,8 +7,11 @@ from .errors import UsageError
 
 USAGE = ("cssadmin [-h] [--version] [-m MODULE] [-O CARDSET | -S SOFTCARD | -M] [-a AZUREKEK] "
          "[-k KEYTYPE] [options] provider keyName wrapKey [wrapAlg]\n"
-         "       cssadmin verify-manifest FILE\n"
-         "       cssadmin verify-audit FILE")
+         "       cssadmin verify-manifest FILE [--signer-fingerprint SHA256 | --signer-key PEM] "
+         "[--expect-head SEQ:SHA256]\n"
+         "       cssadmin verify-audit FILE [--signer-fingerprint SHA256 | --signer-key PEM] "
+         "[--expect-head SEQ:SHA256]\n"
+         "       cssadmin signing-key LABEL [--out FILE] [token or keystore options]")
 
 DESCRIPTION = """\
 Generate a key inside a PKCS#11 token, wrap it inside the token with a cloud's public wrapping
@@ -27,7 +30,9 @@ exit codes:
   5  custody error (module, token, PIN or passphrase source, login, mechanism, self-test)
   6  key conflict (a key of that name exists but was not made by cssadmin, or has another type)
   7  output error (file exists without --force, destination missing, unwritable or not
-     removable, write or read-back failed, disk full)
+     removable, write or read-back failed, disk full; an input of a verify action unreadable)
+  8  verification failed (verify-manifest, verify-audit: a changed or missing file, a broken
+     audit chain or record, a bad, missing or foreign signature, a head that does not match)
 130  interrupted (Ctrl-C)
 
 PINs and passphrases are never taken on the command line: use --pin-file (mode 0600),
@@ -105,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--no-audit", action="store_true", help="write no audit record")
     out.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     out.add_argument("--verbose", action="store_true", help="show a traceback for internal errors")
+
+    evidence = parser.add_argument_group("evidence: signing key and verification")
+    evidence.add_argument("--signing-key", metavar="LABEL",
+                          help="sign the manifest (<key>-manifest.json.sig) and the audit record with this "
+                               "EC P-256 key of the token or keystore, created on first use")
+    signer = evidence.add_mutually_exclusive_group()
+    signer.add_argument("--signer-fingerprint", metavar="SHA256",
+                        help="verify-*: require signatures by the key with this SubjectPublicKeyInfo SHA-256")
+    signer.add_argument("--signer-key", metavar="PEM", help="verify-*: require signatures by this public key")
+    evidence.add_argument("--expect-head", metavar="SEQ:SHA256",
+                          help="verify-*: the audit head to expect (the manifest's audit_head)")
+    evidence.add_argument("--out", metavar="FILE", help="signing-key: write the public key (PEM) to this file")
     return parser
 
 

@@ -1,29 +1,40 @@
-"""The audit trail: one hash-chained JSON line per export, and the check of that chain.
+"""The audit trail: one sealed, hash-chained JSON line per export. The check is in audit_verify.py.
 
-Each line is a JSON object (sorted keys, no spaces) carrying `seq` (1, 2, 3, ...) and `prev_sha256`,
-the SHA-256 of the previous line's exact bytes without its newline (64 zeros on the first line), so
-a changed, removed, inserted or reordered line breaks the chain at the line after it. What the chain
-cannot show: the last line altered or the tail of the log cut off at a line boundary. Records say
+Each line is a JSON object (sorted keys, no spaces) carrying `seq` (1, 2, 3, ...), `prev_sha256`,
+the SHA-256 of the previous line's exact bytes without its newline (64 zeros on the first line), and
+its own `sha256` over its canonical form without `sha256` and `signature`, so an edit to any line,
+the last one included, is found. With a signing key a line also carries `signature` (base64 DER
+ECDSA-SHA256 over those same bytes) and the signer's fingerprint and public key. The head (the last
+line's seq and sha256) travels in the manifest, so a log cut back no longer matches it. Records say
 who, when and what - never a secret. Nothing here prints.
 """
 from __future__ import annotations
 
+import base64
 import errno
 import getpass
 import hashlib
 import json
 import os
+import re
 import socket
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PureWindowsPath
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from .durable import ON_WINDOWS, fsync_directory, lock, open_private, unlock, write_fully
-from .errors import OutputError
+from .errors import OutputError, UsageError
 from .facts import ExportFacts, FileFacts
+
+if TYPE_CHECKING:
+    from .signatures import Signer
 
 GENESIS_SHA256 = "0" * 64
 CHAIN_FIELDS = frozenset({"seq", "prev_sha256", "time", "user", "host"})
+SEAL_FIELDS = frozenset({"sha256", "signature"})     # not covered by the record's own hash
+SIGNER_FIELDS = frozenset({"signer_sha256_spki", "signer_public_key_pem"})
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 EXPORT_RECORD_FIELDS = frozenset({"event", "tool_version", "provider", "key", "algorithm", "wrapping_key",
                                   "outputs", "warnings"})
 WRAPPING_KEY_FIELDS = ("sha256_spki", "sha256_cert", "bits", "pinned_by", "trust_unpinned")
@@ -83,40 +94,169 @@ def _pick(source: object, fields: tuple[str, ...], what: str) -> dict:
 
 # ------------------------------------------------------------------------------------ append
 
-def append_record(path: str | os.PathLike, record: Mapping) -> dict:
-    """Append one chained line under an exclusive lock, fsync it, and return the record written."""
-    log_path = Path(path)
-    clashing = CHAIN_FIELDS & set(record)
-    if clashing:
-        raise ValueError(f"record fields {sorted(clashing)} are set by the audit log itself")
-    try:
-        created = not log_path.exists()
-        descriptor = _open_log(log_path)
-    except OSError as failure:
-        raise _write_failed(log_path, failure) from None
-    try:
-        written = _append_locked(descriptor, log_path, record)
-        if created:
-            fsync_directory(log_path.parent)
-        return written
-    except OSError as failure:
-        raise _write_failed(log_path, failure) from None
-    finally:
-        os.close(descriptor)
+@dataclass(frozen=True)
+class Head:
+    """The anchor of a log: the last record's seq and its own sha256. It travels in the manifest."""
+    seq: int
+    sha256: str
+
+    def as_dict(self) -> dict:
+        return {"seq": self.seq, "sha256": self.sha256}
 
 
-def check_appendable(path: str | os.PathLike) -> None:
-    """Before an export starts: the log can be opened for appending and its last line is whole, so a
-    run is not refused for its audit record only after the key has been made and exported."""
-    log_path = Path(path)
-    try:
-        if os.path.lexists(log_path):
-            descriptor = open_private(log_path, os.O_RDWR | os.O_APPEND)
+@dataclass(frozen=True)
+class PendingRecord:
+    """A record ready to append: its line and the head it makes, computed under the log's lock."""
+    record: dict
+    line: bytes
+    size_before: int
+    head: Head
+
+
+def covered_bytes(record: Mapping) -> bytes:
+    """What a record's own `sha256` and its `signature` cover: its canonical form without those two."""
+    return serialize({key: value for key, value in record.items() if key not in SEAL_FIELDS})
+
+
+class AuditLog:
+    """The log opened for one export and locked until it closes, so that the head computed before
+    the files are written (and put in the manifest) is the head that is appended.
+
+    An existing log is opened and locked at once, at the pre-flight, and its last line checked. A log
+    that does not exist yet is only checked to be creatable then (a refused run leaves no file
+    behind); it is created and locked when the head is first computed, and held to the append."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._descriptor: int | None = None
+        self._appended = self._closed = False
+        if os.path.lexists(self.path):
+            self._open_and_lock(os.O_RDWR | os.O_APPEND)
             try:
-                _last_line(descriptor, os.fstat(descriptor).st_size)
-            finally:
-                os.close(descriptor)
+                self._tail()   # a torn or foreign last line refuses the run now, before any key is made
+            except BaseException:
+                self.close()
+                raise
+        else:
+            _check_creatable(self.path)
+
+    def _open_and_lock(self, flags: int) -> None:
+        try:
+            if flags & os.O_CREAT:
+                _make_private_dirs(self.path.parent)
+            created = not os.path.lexists(self.path)
+            # O_NOFOLLOW: a symlink planted at the log's name must not redirect the appends.
+            descriptor = open_private(self.path, flags)
+        except OSError as failure:
+            raise _write_failed(self.path, failure) from None
+        try:
+            lock(descriptor)
+        except BaseException as failure:
+            os.close(descriptor)
+            if isinstance(failure, OSError):
+                raise _write_failed(self.path, failure) from None
+            raise
+        self._descriptor = descriptor
+        if created:
+            try:
+                fsync_directory(self.path.parent)
+            except OSError as failure:
+                self.close()
+                raise _write_failed(self.path, failure) from None
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._closed = True
+        if self._descriptor is None:
             return
+        try:
+            unlock(self._descriptor)
+        finally:
+            os.close(self._descriptor)
+            self._descriptor = None
+
+    def _open_descriptor(self) -> int:
+        if self._descriptor is None:
+            if self._closed:
+                raise ValueError("the audit log is closed")
+            self._open_and_lock(os.O_RDWR | os.O_APPEND | os.O_CREAT)
+        return self._descriptor
+
+    def _tail(self) -> tuple[int, int, str]:
+        descriptor = self._open_descriptor()
+        size = os.fstat(descriptor).st_size
+        seq, prev_sha256 = _next_link(self.path, _last_line(descriptor, size))
+        return size, seq, prev_sha256
+
+    def next_head(self, record: Mapping, signer: Signer | None = None) -> PendingRecord:
+        """The record as it will be appended, sealed by its own sha256 (and signed, with a signer)."""
+        clashing = (CHAIN_FIELDS | SEAL_FIELDS | SIGNER_FIELDS) & set(record)
+        if clashing:
+            raise ValueError(f"record fields {sorted(clashing)} are set by the audit log itself")
+        try:
+            size, seq, prev_sha256 = self._tail()
+        except OSError as failure:
+            raise _write_failed(self.path, failure) from None
+        full = {**record, "seq": seq, "prev_sha256": prev_sha256, "time": _utc_now(),
+                "user": _os_user(), "host": _host_name()}
+        if signer is not None:
+            full["signer_sha256_spki"] = signer.facts.sha256_spki
+            full["signer_public_key_pem"] = signer.facts.public_key_pem
+        covered = covered_bytes(full)
+        full["sha256"] = sha256_hex(covered)
+        if signer is not None:
+            full["signature"] = base64.b64encode(signer.sign(covered)).decode("ascii")
+        return PendingRecord(full, serialize(full), size, Head(seq, full["sha256"]))
+
+    def append(self, pending: PendingRecord) -> dict:
+        """Write the pending record, fsync it; refused if the log is not as it was when it was computed."""
+        descriptor = self._open_descriptor()
+        if self._appended:
+            raise ValueError("one AuditLog appends one record")
+        try:
+            if os.fstat(descriptor).st_size != pending.size_before:
+                raise OutputError(f"audit log {self.path} changed while it was locked; not appending",
+                                  code="AUDIT_WRITE_FAILED", remedy=f"run cssadmin verify-audit {self.path}")
+            try:
+                write_fully(descriptor, pending.line + b"\n")
+                os.fsync(descriptor)
+            except OSError:
+                _truncate_quietly(descriptor, pending.size_before)   # no torn line (disk full, I/O error)
+                raise
+        except OSError as failure:
+            raise _write_failed(self.path, failure) from None
+        self._appended = True
+        return pending.record
+
+
+def append_record(path: str | os.PathLike, record: Mapping, signer: Signer | None = None) -> dict:
+    """Append one sealed, chained line under an exclusive lock, fsync it, and return the record written."""
+    clashing = (CHAIN_FIELDS | SEAL_FIELDS | SIGNER_FIELDS) & set(record)
+    if clashing:   # before the log is created
+        raise ValueError(f"record fields {sorted(clashing)} are set by the audit log itself")
+    with AuditLog(path) as log:
+        return log.append(log.next_head(record, signer))
+
+
+def parse_head(text: str) -> Head:
+    """`SEQ:SHA256`, as --expect-head takes it (a manifest's audit_head, or a report's audit)."""
+    seq_text, _, digest = text.strip().partition(":")
+    digest = digest.strip().lower()
+    if not seq_text.isdigit() or int(seq_text) < 1 or not _SHA256_HEX.fullmatch(digest):
+        raise UsageError(f"--expect-head {text[:100]!r}: expected SEQ:SHA256 (a record number, a colon, "
+                         "64 hex digits), as in the manifest's audit_head")
+    return Head(int(seq_text), digest)
+
+
+def _check_creatable(log_path: Path) -> None:
+    """Before an export starts, for a log that does not exist yet: its nearest existing ancestor is a
+    directory this user can create the rest in."""
+    try:
         ancestor = next(parent for parent in log_path.parents if os.path.lexists(parent))
         if not ancestor.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(ancestor))
@@ -124,31 +264,6 @@ def check_appendable(path: str | os.PathLike) -> None:
             raise PermissionError(errno.EACCES, "cannot create the log there", str(ancestor))
     except OSError as failure:
         raise _write_failed(log_path, failure) from None
-
-
-def _open_log(log_path: Path) -> int:
-    # O_NOFOLLOW: a symlink planted at the log's name must not redirect the appends.
-    _make_private_dirs(log_path.parent)
-    return open_private(log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
-
-
-def _append_locked(descriptor: int, log_path: Path, record: Mapping) -> dict:
-    lock(descriptor)
-    try:
-        size = os.fstat(descriptor).st_size
-        seq, prev_sha256 = _next_link(log_path, _last_line(descriptor, size))
-        full = {**record, "seq": seq, "prev_sha256": prev_sha256, "time": _utc_now(),
-                "user": _os_user(), "host": _host_name()}
-        line = serialize(full) + b"\n"
-        try:
-            write_fully(descriptor, line)
-            os.fsync(descriptor)
-        except OSError:
-            _truncate_quietly(descriptor, size)   # leave no torn line behind (disk full, I/O error)
-            raise
-        return full
-    finally:
-        unlock(descriptor)
 
 
 def serialize(record: Mapping) -> bytes:
@@ -160,9 +275,9 @@ def serialize(record: Mapping) -> bytes:
 def _next_link(log_path: Path, last_line: bytes | None) -> tuple[int, str]:
     if last_line is None:
         return 1, GENESIS_SHA256
-    previous = _parse_line(last_line)
+    previous = parse_line(last_line)
     seq = previous.get("seq") if previous is not None else None
-    if not _is_seq(seq):
+    if not is_seq(seq):
         raise OutputError(f"audit log {log_path}: the last line is not a valid record; not appending to it",
                           code="AUDIT_CHAIN_BROKEN", remedy=f"run cssadmin verify-audit {log_path}")
     return seq + 1, sha256_hex(last_line)
@@ -246,53 +361,7 @@ def _write_failed(log_path: Path, failure: OSError) -> OutputError:
                        code="AUDIT_WRITE_FAILED", remedy="pass --audit-log FILE, or --no-audit to go without")
 
 
-# ------------------------------------------------------------------------------------ verify
-
-def verify_audit(path: str | os.PathLike) -> int:
-    """The number of records when the chain is intact; otherwise OutputError naming the first broken line."""
-    log_path = Path(path)
-    try:
-        with open(log_path, "rb") as handle:
-            return _verify_lines(log_path, handle)
-    except FileNotFoundError:
-        raise OutputError(f"audit log {log_path} does not exist", code="AUDIT_MISSING") from None
-    except OSError as failure:
-        raise OutputError(f"reading the audit log {log_path} failed: {failure.strerror or failure}",
-                          code="AUDIT_READ_FAILED") from None
-
-
-def _verify_lines(log_path: Path, lines) -> int:
-    count, previous_line = 0, None
-    for number, raw in enumerate(lines, 1):
-        problem = _line_problem(number, raw, previous_line)
-        if problem:
-            raise OutputError(f"audit log {log_path}: line {number}: {problem}", code="AUDIT_CHAIN_BROKEN")
-        count, previous_line = number, raw[:-1]
-    return count
-
-
-def _line_problem(number: int, raw: bytes, previous_line: bytes | None) -> str | None:
-    """Why this line breaks the chain, or None."""
-    if not raw.endswith(b"\n"):
-        return "incomplete: no newline at the end (an interrupted write, or the file was cut)"
-    line = raw[:-1]
-    record = _parse_line(line)
-    if record is None:
-        return "not a JSON object"
-    if not _is_canonical(record, line):
-        return "not in the canonical form cssadmin writes (the line was edited)"
-    if record.get("seq") != number or not _is_seq(record.get("seq")):
-        return (f"seq is {record.get('seq')!r}, expected {number} "
-                "(a record was removed, inserted or reordered)")
-    expected = GENESIS_SHA256 if previous_line is None else sha256_hex(previous_line)
-    if record.get("prev_sha256") != expected:
-        if previous_line is None:
-            return "prev_sha256 is not 64 zeros: this is not the first record of a log"
-        return f"prev_sha256 does not match line {number - 1} (one of the two was changed)"
-    return None
-
-
-def _parse_line(line: bytes) -> dict | None:
+def parse_line(line: bytes) -> dict | None:
     try:
         record = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -300,14 +369,7 @@ def _parse_line(line: bytes) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def _is_canonical(record: dict, line: bytes) -> bool:
-    try:
-        return serialize(record) == line
-    except ValueError:   # NaN or Infinity: JSON that cssadmin never writes
-        return False
-
-
-def _is_seq(value: object) -> bool:
+def is_seq(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 

@@ -95,8 +95,13 @@ def _render_export(result: dict) -> None:
           f"protection: {key['protection']})")
     print(f"wrapping key: RSA-{kek['bits']}, SHA-256 of SubjectPublicKeyInfo {kek['sha256_spki']}")
     print(f"algorithm: {result['algorithm']}")
-    for item in result["outputs"] + [result["manifest"]]:
+    for item in result["outputs"] + [result["manifest"]] + ([result["signature"]] if result.get("signature") else []):
         print(f"wrote {item['path']} ({item['bytes']} bytes, sha256 {item['sha256']})")
+    if result.get("signer"):
+        print(f"signed by: {result['signer']['label']} (SHA-256 of SubjectPublicKeyInfo "
+              f"{result['signer']['sha256_spki']}, protection: {result['signer']['protection']})")
+    if result.get("audit"):
+        print(f"audit head: {result['audit']['seq']}:{result['audit']['sha256']} in {result['audit']['path']}")
     print(f"next step: {result['next_step']}")
 
 

@@ -13,32 +13,106 @@ from .errors import UsageError
 
 VERIFY_ACTIONS = ("verify-manifest", "verify-audit")
 REQUIRE_PINNED_VARIABLE = "CSSADMIN_REQUIRE_PINNED"   # a host can enforce pinning for every run
+SIGNING_KEY_ACTION = "signing-key"
+_VERIFY_OPTIONS = ("--signer-fingerprint", "signer_fingerprint"), ("--signer-key", "signer_key"), \
+    ("--expect-head", "expect_head")
 
 
 def dispatch(namespace: argparse.Namespace) -> dict:
     args = namespace.args
     if args and args[0] in VERIFY_ACTIONS:
-        return _verify_action(args)
+        _refuse(namespace, args[0], ("--signing-key", "signing_key"), ("--out", "out"))
+        return _verify_action(namespace)
+    if args and args[0] == SIGNING_KEY_ACTION:
+        _refuse(namespace, args[0], *_VERIFY_OPTIONS)
+        return _signing_key_action(namespace)
     if len(args) < 3:
         raise UsageError("missing arguments: provider keyName wrapKey [wrapAlg] are required (see --help)")
     if len(args) > 4:
         raise UsageError(f"too many arguments: {' '.join(args[4:])}")
+    _refuse(namespace, "an export", *_VERIFY_OPTIONS, ("--out", "out"))
     return export(namespace)
 
 
-def _verify_action(args: list[str]) -> dict:
+def _refuse(namespace: argparse.Namespace, action: str, *options: tuple[str, str]) -> None:
+    given = [flag for flag, attribute in options if getattr(namespace, attribute, None) is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)} cannot be used with {action}")
+
+
+def _verify_action(namespace: argparse.Namespace) -> dict:
+    args = namespace.args
     if len(args) != 2:
-        raise UsageError(f"usage: cssadmin {args[0]} FILE")
+        raise UsageError(f"usage: cssadmin {args[0]} FILE [--signer-fingerprint SHA256 | --signer-key PEM] "
+                         "[--expect-head SEQ:SHA256]")
+    from .audit import parse_head
+    from .signatures import load_pin
     action, path = args
+    expect_head = parse_head(namespace.expect_head) if namespace.expect_head is not None else None
+    pin = load_pin(namespace.signer_fingerprint, namespace.signer_key)
     if action == "verify-manifest":
         from .manifest import verify_manifest
-        files = verify_manifest(path)
-        return {"ok": True, "manifest": path, "files": files,
-                "summary": [f"{path}: all {len(files)} listed files are present and match"]}
-    from .audit import verify_audit
-    records = verify_audit(path)
-    return {"ok": True, "audit_log": path, "records": records,
-            "summary": [f"{path}: the chain of {records} records is intact"]}
+        verdict = verify_manifest(path, pin, expect_head)
+        return {"ok": True, "manifest": path, "files": verdict.files, "verified": verdict.as_dict(),
+                "warnings": verdict.warnings, "summary": _manifest_summary(path, verdict)}
+    from .audit_verify import verify_audit
+    verdict = verify_audit(path, pin, expect_head)
+    return {"ok": True, "audit_log": path, "records": verdict.records, "verified": verdict.as_dict(),
+            "warnings": verdict.warnings, "summary": _audit_summary(path, verdict)}
+
+
+def _manifest_summary(path: str, verdict) -> list[str]:
+    lines = [f"{path}: all {len(verdict.files)} listed files are present and match"]
+    if verdict.signature:
+        pinned = "the expected signer" if verdict.signer_pinned else "a signer that was not pinned"
+        lines.append(f"signature: valid, by {pinned}, SHA-256 of SubjectPublicKeyInfo {verdict.signer_sha256_spki}")
+    if verdict.audit_head is not None:
+        head = verdict.audit_head
+        lines.append(f"audit head: {head['seq']}:{head['sha256']}" + (" (as expected)" if verdict.head_expected else ""))
+    return lines
+
+
+def _audit_summary(path: str, verdict) -> list[str]:
+    lines = [f"{path}: the chain of {verdict.records} records is intact"
+             + (f"; {verdict.anchored} carry their own sha256" if verdict.records else "")]
+    if verdict.signed:
+        lines.append(f"signatures: {verdict.signed} valid, by {', '.join(verdict.signers)}"
+                     + ("" if verdict.signer_pinned else " (not pinned)"))
+    if verdict.head is not None:
+        lines.append(f"head: {verdict.head.seq}:{verdict.head.sha256}")
+    if verdict.expected_head is not None:
+        lines.append(f"expected head {verdict.expected_head.seq}:{verdict.expected_head.sha256}: found")
+    return lines
+
+
+def _signing_key_action(namespace: argparse.Namespace) -> dict:
+    """Create the signing key if it is missing, and hand out its public key (PEM) for the online side."""
+    args = namespace.args
+    if len(args) != 2:
+        raise UsageError("usage: cssadmin signing-key LABEL [--out FILE]")
+    from . import output
+    from .keynames import check_key_name
+    label = args[1]
+    check_key_name(label)
+    _check_conflicts(namespace)
+    target = Path(namespace.out) if namespace.out is not None else None
+    if target is not None:
+        output.preflight(target.parent, [target.name], namespace.force)
+    with _open_custody(namespace) as custody, custody.signing_key(label) as signer:
+        written = None
+        if target is not None:
+            [written] = output.write_all(target.parent, [(target.name, signer.facts.public_key_pem.encode("ascii"))],
+                                         namespace.force)
+            output.verify_all([written])
+    facts = signer.facts
+    summary = [f"signing key '{label}' ({'created' if signer.created else 'existing'}, protection: "
+               f"{facts.protection})", f"SHA-256 of SubjectPublicKeyInfo: {facts.sha256_spki}"]
+    summary.append(f"wrote {written.path}" if written else facts.public_key_pem.rstrip("\n"))
+    return {"ok": True, "signer": {"label": facts.label, "sha256_spki": facts.sha256_spki,
+                                   "protection": facts.protection, "created": signer.created},
+            "public_key_pem": facts.public_key_pem, "out": written.as_dict() if written else None,
+            "warnings": [] if facts.protection == "hsm" else
+            ["the signing key is held in a software keystore, not an HSM"], "summary": summary}
 
 
 def export(namespace: argparse.Namespace) -> dict:
@@ -67,6 +141,7 @@ def export(namespace: argparse.Namespace) -> dict:
         allow_weaker_kek=namespace.allow_weaker_kek,
         reuse_key=namespace.reuse_key,
         audit_log=None if namespace.no_audit else _audit_path(namespace.audit_log),
+        signing_key=namespace.signing_key,
     )
     return export.run(request, lambda: _open_custody(namespace)).as_dict()
 

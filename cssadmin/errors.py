@@ -63,3 +63,11 @@ class OutputError(CssadminError):
 
     exit_code = 7
     code = "OUTPUT"
+
+
+class VerificationError(CssadminError):
+    """A verify action read its inputs and found them not as they should be: a changed or missing
+    file, a broken audit chain, a bad or foreign signature, a head that does not match: exit 8."""
+
+    exit_code = 8
+    code = "VERIFICATION_FAILED"

@@ -1,13 +1,16 @@
 """One export, top to bottom: parse, wrapping key, trust, policy, custody (key, self-test, wrap),
-files (written and verified), audit, report.
+evidence, files (written and verified), audit, report.
 
 Each step returns a frozen value and takes, as arguments, the values of the steps it depends on,
 so the order is fixed by the data and no step reaches into another's state. Nothing touches the
 token before the policy decision; nothing touches the output directory before the wrap, except the
 pre-flight checks of the parse step, so a doomed run fails before the HSM generates anything.
+The audit log is locked from the pre-flight to the append, so the head written into the manifest
+is the head that is appended; the record lists the cloud's files, not the manifest or its signature.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,12 +18,13 @@ from typing import Callable
 
 from . import __version__, audit, manifest, output, trust
 from .custody import Custody, KeyRef
-from .errors import OutputError
+from .errors import KeyConflictError, OutputError
 from .facts import ExportFacts, FileFacts, KeyFacts, WrappingKeyFacts
 from .keynames import check_key_name
 from .keytypes import KeyType
 from .providers.base import Options, Provider, Wrapped
 from .schemes import WrapScheme
+from .signatures import Signer
 from .strength import StrengthVerdict, judge_kek
 from .wrapping_key import WrappingKey, load_wrapping_key_file
 
@@ -42,6 +46,7 @@ class Request:
     allow_weaker_kek: bool = False
     reuse_key: bool = False             # --reuse-key: re-export a key made for another provider
     audit_log: Path | None = None       # None: no audit record (--no-audit)
+    signing_key: str | None = None      # --signing-key: sign the manifest and the audit record
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ class Plan:
     """The request checked, and its destination and audit log found usable."""
     request: Request
     key_type: KeyType
-    output_names: tuple[str, ...]       # the cloud's files; the manifest comes last, after them
+    output_names: tuple[str, ...]       # the cloud's files; the signature and the manifest come after them
     warnings: tuple[str, ...]
 
 
@@ -70,17 +75,32 @@ class Exported:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """What vouches for the cloud's files: the manifest, its signature, and the pending audit record
+    whose head the manifest carries. All made before any file is written."""
+    files: tuple[tuple[str, bytes], ...]            # the cloud's files, in the provider's order
+    manifest: bytes
+    signature: bytes | None
+    pending: audit.PendingRecord | None
+    signer: Signer | None
+
+
+@dataclass(frozen=True)
 class Report:
     facts: ExportFacts
     outputs: tuple[FileFacts, ...]      # the files the cloud's import takes
     manifest: FileFacts                 # the file that lists them, for the receiving side's check
+    signature: FileFacts | None = None  # <key>-manifest.json.sig, with --signing-key
+    signer: dict | None = None          # {"label", "sha256_spki", "protection"}
+    audit: dict | None = None           # {"path", "seq", "sha256"}: the log's head after this export
 
     def as_dict(self) -> dict:
         facts = self.facts
         return {"ok": True, "provider": facts.provider, "key": facts.key.as_dict(),
                 "wrapping_key": facts.wrapping_key.as_dict(), "algorithm": facts.algorithm,
                 "outputs": [item.as_dict() for item in self.outputs], "manifest": self.manifest.as_dict(),
-                "next_step": facts.next_step, "warnings": list(facts.warnings)}
+                "signature": self.signature.as_dict() if self.signature else None, "signer": self.signer,
+                "audit": self.audit, "next_step": facts.next_step, "warnings": list(facts.warnings)}
 
 
 def utc_now() -> datetime:
@@ -89,33 +109,52 @@ def utc_now() -> datetime:
 
 def run(request: Request, open_custody: Callable[[], Custody], now: Callable[[], datetime] = utc_now) -> Report:
     plan = parse(request)
-    kek = load_wrapping_key_file(request.wrap_key_path)
-    verdict = judge_wrapping_key(plan, kek, now())
-    policy = decide_policy(plan, kek)
-    # A key this run created is discarded if anything fails before its files are verified.
-    with open_custody() as custody, custody.key(request.key_name, plan.key_type, request.provider.name,
-                                                request.reuse_key) as key:
-        exported = wrap(plan, policy, kek, custody, key)
-        facts = describe(plan, kek, verdict, policy, exported, now())
-        written = write_files(plan, exported.wrapped, facts)
-    record_audit(plan, facts, written)
-    return Report(facts, tuple(written[:-1]), written[-1])
+    with open_audit(request) as log:
+        kek = load_wrapping_key_file(request.wrap_key_path)
+        verdict = judge_wrapping_key(plan, kek, now())
+        policy = decide_policy(plan, kek)
+        # A key (or signing key) this run created is discarded if anything fails before its files are verified.
+        with open_custody() as custody, signing_key(custody, request.signing_key) as signer, \
+                custody.key(request.key_name, plan.key_type, request.provider.name, request.reuse_key) as key:
+            exported = wrap(plan, policy, kek, custody, key)
+            facts = describe(plan, kek, verdict, policy, exported, now())
+            evidence = make_evidence(plan, exported.wrapped, facts, log, signer)
+            written = write_files(plan, evidence)
+        record_audit(log, evidence)
+    count = len(evidence.files)
+    return Report(facts, tuple(written[:count]), written[-1], written[count] if evidence.signature else None,
+                  _signer_summary(signer), _audit_summary(log, evidence))
 
 
 # --- the steps, in order ---------------------------------------------------------------------
 def parse(request: Request) -> Plan:
     provider = request.provider
     check_key_name(request.key_name)
+    if request.signing_key is not None:
+        check_key_name(request.signing_key)
+        if request.signing_key == request.key_name:
+            raise KeyConflictError(f"'{request.key_name}' cannot be both the key to export and the signing key",
+                                   code="KEY_IS_SIGNING_KEY", remedy="give the signing key a label of its own")
     provider.check_options(request.options)
     provider.check_trust_options([flag for flag, given in (
         ("--ca-bundle", request.trust.ca_bundle), ("--trust-unpinned", request.trust.trust_unpinned)) if given])
     key_type = provider.key_type(request.key_type)
     names = tuple(provider.output_names(request.key_name, key_type, request.options))
-    output.preflight(request.out_dir, [*names, manifest.manifest_name(request.key_name)], request.force,
+    evidence_names = [manifest.manifest_name(request.key_name)]
+    if request.signing_key is not None:
+        evidence_names.append(manifest.signature_name(request.key_name))
+    output.preflight(request.out_dir, [*names, *evidence_names], request.force,
                      require_removable=request.require_removable)
-    if request.audit_log is not None:
-        audit.check_appendable(request.audit_log)
     return Plan(request, key_type, names, tuple(provider.warnings(request.options)))
+
+
+def open_audit(request: Request):
+    """The audit log, opened and locked until the record is appended: the last pre-flight check."""
+    return audit.AuditLog(request.audit_log) if request.audit_log is not None else nullcontext(None)
+
+
+def signing_key(custody: Custody, label: str | None):
+    return custody.signing_key(label) if label is not None else nullcontext(None)
 
 
 def judge_wrapping_key(plan: Plan, kek: WrappingKey, now: datetime) -> trust.TrustVerdict:
@@ -165,20 +204,50 @@ def describe(plan: Plan, kek: WrappingKey, verdict: trust.TrustVerdict, policy: 
         warnings=plan.warnings + verdict.warnings + policy.warnings + exported.warnings)
 
 
-def write_files(plan: Plan, wrapped: Wrapped, facts: ExportFacts) -> list[FileFacts]:
-    """The cloud's files, then the manifest that lists them, placed as one unit and read back."""
+def make_evidence(plan: Plan, wrapped: Wrapped, facts: ExportFacts, log: audit.AuditLog | None,
+                  signer: Signer | None) -> Evidence:
+    """The audit record (and so the head), then the manifest that carries that head, then its signature."""
     request = plan.request
-    files = [(item.name, item.data) for item in request.provider.outputs(wrapped, request.options)]
-    files.append((manifest.manifest_name(request.key_name), manifest.build_manifest(facts, files)))
-    return output.place_all(request.out_dir, files, request.force)
+    files = tuple((item.name, item.data) for item in request.provider.outputs(wrapped, request.options))
+    pending = None
+    if log is not None:
+        directory = Path(request.out_dir)
+        listed = [FileFacts(str((directory / name).resolve()), output.sha256_hex(data), len(data))
+                  for name, data in files]
+        pending = log.next_head(audit.build_export_record(facts, listed), signer)
+    document = manifest.build_manifest(facts, list(files), audit_head=pending.head if pending else None,
+                                       signer=signer.facts if signer else None)
+    return Evidence(files, document, signer.sign(document) if signer else None, pending, signer)
 
 
-def record_audit(plan: Plan, facts: ExportFacts, written: list[FileFacts]) -> None:
-    if plan.request.audit_log is None:
+def write_files(plan: Plan, evidence: Evidence) -> list[FileFacts]:
+    """The cloud's files, then the signature, then the manifest that lists them, placed as one unit and read back."""
+    request = plan.request
+    vouching = [(manifest.manifest_name(request.key_name), evidence.manifest)]
+    if evidence.signature is not None:
+        vouching.insert(0, (manifest.signature_name(request.key_name), evidence.signature))
+    return output.place_all(request.out_dir, [*evidence.files, *vouching], request.force, vouchers=len(vouching))
+
+
+def record_audit(log: audit.AuditLog | None, evidence: Evidence) -> None:
+    if log is None or evidence.pending is None:
         return
     try:
-        audit.append_record(plan.request.audit_log, audit.build_export_record(facts, written))
+        log.append(evidence.pending)
     except OutputError as failure:
         raise OutputError(f"the outputs were written and verified, but the audit record was not: {failure}",
                           code="AUDIT_WRITE_FAILED",
                           remedy="fix the audit log, or pass --no-audit to export without one") from None
+
+
+def _signer_summary(signer: Signer | None) -> dict | None:
+    if signer is None:
+        return None
+    return {"label": signer.facts.label, "sha256_spki": signer.facts.sha256_spki,
+            "protection": signer.facts.protection, "created": signer.created}
+
+
+def _audit_summary(log: audit.AuditLog | None, evidence: Evidence) -> dict | None:
+    if log is None or evidence.pending is None:
+        return None
+    return {"path": str(log.path), **evidence.pending.head.as_dict()}

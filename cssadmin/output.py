@@ -71,10 +71,11 @@ def _check_final(final: Path, force: bool) -> None:
                               remedy="move it away, or pass --force to replace it")
 
 
-def write_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force: bool) -> list[FileFacts]:
-    """Place `files` as one unit. The last file vouches for the others (the manifest): an old copy of
-    it goes before anything is replaced and the new one comes last, so a crash in between never
-    leaves a manifest beside files it does not describe."""
+def write_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force: bool, *,
+              vouchers: int = 1) -> list[FileFacts]:
+    """Place `files` as one unit. The last `vouchers` files vouch for the others (the manifest's
+    signature, then the manifest): old copies of them go before anything is replaced and the new ones
+    come last, so a crash in between never leaves a manifest beside files it does not describe."""
     directory = Path(out_dir)
     meant = [(directory / name, data, hashlib.sha256(data).hexdigest()) for name, data in files]
     staged: list[Path] = []
@@ -85,9 +86,10 @@ def write_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force:
             staged.append(durable.stage(final, data, halfway=lambda: checkpoint("writing")))
             _verify(staged[-1], digest)
         checkpoint("staged")
-        voucher = meant[-1][0]
-        if force and voucher.exists():
+        old_vouchers = [final for final, _, _ in meant[-vouchers:] if force and final.exists()]
+        for voucher in old_vouchers:
             os.unlink(voucher)
+        if old_vouchers:
             fsync_directory(directory)
         for (final, _, _), temp in zip(meant, staged):
             _check_final(final, force)
@@ -108,9 +110,10 @@ def write_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force:
     return [FileFacts(str(final.resolve()), digest, len(data)) for final, data, digest in meant]
 
 
-def place_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force: bool) -> list[FileFacts]:
+def place_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force: bool, *,
+              vouchers: int = 1) -> list[FileFacts]:
     """write_all, then verify_all; an interrupt between the two removes the files as well."""
-    written = write_all(out_dir, files, force)
+    written = write_all(out_dir, files, force, vouchers=vouchers)
     try:
         verify_all(written)
     except BaseException:
@@ -131,6 +134,10 @@ def verify_all(written: list[FileFacts]) -> None:
                               code="READ_BACK_FAILED") from None
         raise
     checkpoint("verified")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def sha256_of_file(path: Path) -> str:

@@ -16,8 +16,9 @@ import pytest
 
 from cssadmin import audit, durable
 from cssadmin.audit import (EXPORT_RECORD_FIELDS, GENESIS_SHA256, append_record, build_export_record,
-                            default_audit_path, verify_audit)
-from cssadmin.errors import OutputError
+                            default_audit_path)
+from cssadmin.audit_verify import verify_audit
+from cssadmin.errors import OutputError, VerificationError
 from cssadmin.facts import ExportFacts, FileFacts, KeyFacts, WrappingKeyFacts
 
 # ------------------------------------------------------------------------------ helpers
@@ -38,10 +39,10 @@ def write_lines(path: Path, lines: list[bytes]) -> None:
 
 
 def chain_break(path: Path) -> str:
-    with pytest.raises(OutputError) as caught:
+    with pytest.raises(VerificationError) as caught:
         verify_audit(path)
     assert caught.value.code == "AUDIT_CHAIN_BROKEN"
-    assert caught.value.exit_code == 7
+    assert caught.value.exit_code == 8
     return caught.value.message
 
 
@@ -94,12 +95,12 @@ def test_two_appends_chain(tmp_path):
     assert (first["seq"], second["seq"]) == (1, 2)
     assert first["prev_sha256"] == GENESIS_SHA256
     assert second["prev_sha256"] == hashlib.sha256(line1).hexdigest()
-    assert verify_audit(path) == 2
+    assert verify_audit(path).records == 2
 
 
 def test_a_record_carries_who_when_and_the_callers_fields(tmp_path):
     written = append_record(tmp_path / "audit.jsonl", {"event": "test", "note": "x"})
-    assert set(written) == {"seq", "prev_sha256", "time", "user", "host", "event", "note"}
+    assert set(written) == {"seq", "prev_sha256", "time", "user", "host", "event", "note", "sha256"}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", written["time"])
     assert written["host"] == socket.gethostname()
     assert written["user"] and isinstance(written["user"], str)
@@ -159,7 +160,7 @@ def test_a_failed_write_leaves_no_torn_line(tmp_path, monkeypatch):
         append_record(path, {"event": "test"})
     assert caught.value.code == "AUDIT_WRITE_FAILED" and "No space left" in caught.value.message
     assert path.read_bytes() == before
-    assert verify_audit(path) == 2
+    assert verify_audit(path).records == 2
 
 
 def test_appending_to_a_torn_log_is_refused_and_changes_nothing(tmp_path):
@@ -187,7 +188,7 @@ def test_a_long_last_line_is_found_across_read_chunks(tmp_path):
     append_record(path, {"event": "test", "padding": "y" * 3 * audit._TAIL_CHUNK})
     third = append_record(path, {"event": "test"})
     assert third["prev_sha256"] == hashlib.sha256(lines_of(path)[1]).hexdigest()
-    assert verify_audit(path) == 3
+    assert verify_audit(path).records == 3
 
 
 # --- Windows locking, with a fake msvcrt -------------------------------------------------
@@ -219,7 +220,7 @@ def test_windows_branch_locks_one_byte_around_the_read_and_append(tmp_path, monk
     sizes = [size for *_, size in fake.calls]
     assert sizes[0] == 0 and sizes[1] == one_line      # first append happened inside the lock
     assert sizes[2] == one_line and sizes[3] > one_line  # second append read and wrote inside it
-    assert verify_audit(path) == 2
+    assert verify_audit(path).records == 2
 
 
 def test_windows_lock_timeout_is_an_output_error_and_writes_nothing(tmp_path, monkeypatch):
@@ -268,7 +269,7 @@ def test_concurrent_appends_from_two_processes_keep_the_chain(tmp_path):
     for worker in workers:
         worker.join(120)
     assert [worker.exitcode for worker in workers] == [0, 0]
-    assert verify_audit(path) == 40
+    assert verify_audit(path).records == 40
     records = [json.loads(line) for line in lines_of(Path(path))]
     assert sorted((r["worker"], r["n"]) for r in records) == [(w, n) for w in "ab" for n in range(20)]
     turns = sum(1 for before, after in zip(records, records[1:]) if before["worker"] != after["worker"])
@@ -278,13 +279,13 @@ def test_concurrent_appends_from_two_processes_keep_the_chain(tmp_path):
 # ------------------------------------------------------------------------------ verifying
 
 def test_an_intact_log_verifies(tmp_path):
-    assert verify_audit(log_with(tmp_path, 5)) == 5
+    assert verify_audit(log_with(tmp_path, 5)).records == 5
 
 
 def test_an_empty_log_has_no_records(tmp_path):
     path = tmp_path / "audit.jsonl"
     path.write_bytes(b"")
-    assert verify_audit(path) == 0
+    assert verify_audit(path).records == 0
 
 
 def test_a_missing_log(tmp_path):
@@ -293,11 +294,25 @@ def test_a_missing_log(tmp_path):
     assert caught.value.code == "AUDIT_MISSING" and "absent.jsonl" in caught.value.message
 
 
-def test_a_one_byte_change_in_line_1_is_found_at_line_2(tmp_path):
+def test_a_one_byte_change_in_line_1_is_found_at_line_1_by_its_own_hash(tmp_path):
     path = log_with(tmp_path, 3)
     lines = lines_of(path)
     assert b"record 1" in lines[0]
     lines[0] = lines[0].replace(b"record 1", b"record 7")
+    write_lines(path, lines)
+    with pytest.raises(VerificationError) as caught:
+        verify_audit(path)
+    assert caught.value.code == "AUDIT_RECORD_CHANGED" and caught.value.exit_code == 8
+    assert "line 1:" in caught.value.message
+
+
+def test_a_change_to_line_1_with_its_own_hash_redone_is_found_at_line_2(tmp_path):
+    path = log_with(tmp_path, 3)
+    lines = lines_of(path)
+    record = json.loads(lines[0])
+    record["note"] = "record 7"
+    record["sha256"] = hashlib.sha256(audit.covered_bytes(record)).hexdigest()
+    lines[0] = audit.serialize(record)
     write_lines(path, lines)
     assert "line 2: prev_sha256 does not match line 1" in chain_break(path)
 
@@ -463,4 +478,4 @@ def test_an_export_record_appends_and_verifies(tmp_path):
     path = tmp_path / "audit.jsonl"
     written = append_record(path, export_record())
     assert {key: written[key] for key in EXPORT_RECORD_FIELDS} == export_record()
-    assert verify_audit(path) == 1
+    assert verify_audit(path).records == 1

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -29,8 +30,17 @@ def test_help_documents_exit_codes_and_the_seed_usage(cli):
     assert result.returncode == 0
     assert "provider keyName wrapKey [wrapAlg]" in result.stdout
     assert "[-O CARDSET | -S SOFTCARD | -M]" in result.stdout
-    for code in range(8):
+    for code in range(9):
         assert f"\n  {code}  " in result.stdout
+    assert "verification failed" in result.stdout
+    for option in ("--signing-key", "--signer-fingerprint", "--signer-key", "--expect-head", "signing-key LABEL"):
+        assert option in result.stdout
+
+
+def test_readme_documents_every_exit_code_of_the_help():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for code in (*range(9), 130):
+        assert f"\n| {code} | " in readme
 
 
 def test_version(cli):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cssadmin import output
-from cssadmin.errors import OutputError
+from cssadmin.errors import OutputError, VerificationError
 from cssadmin.facts import ExportFacts, KeyFacts, WrappingKeyFacts
 from cssadmin.manifest import FORMAT, build_manifest, is_bare_name, manifest_name, verify_manifest
 
@@ -23,7 +23,7 @@ OUTPUTS = [
 ]
 
 
-def make_manifest(files=OUTPUTS, **overrides) -> bytes:
+def make_manifest(files=OUTPUTS, *, audit_head=None, signer=None, **overrides) -> bytes:
     fields = dict(tool_version="0.1.0", provider="aws", key_name=KEY_NAME, key_type="AES_256",
                   algorithm="RSA_AES_KEY_WRAP_SHA_256", wrapping_key_sha256_spki=SPKI,
                   wrapping_key_sha256_cert=CERT, created_utc=CREATED)
@@ -36,7 +36,7 @@ def make_manifest(files=OUTPUTS, **overrides) -> bytes:
             sha256_cert=fields["wrapping_key_sha256_cert"], pinned_by=None, trust_unpinned=False,
             certificate=None, allow_weaker_kek=False),
         algorithm=fields["algorithm"], created_utc=fields["created_utc"], next_step="", warnings=())
-    return build_manifest(facts, list(files))
+    return build_manifest(facts, list(files), audit_head=audit_head, signer=signer)
 
 
 @pytest.fixture
@@ -64,9 +64,19 @@ def document_listing(name: str, data: bytes) -> dict:
 
 
 def refusal(path: Path) -> OutputError:
+    """An input that cannot be read as a manifest: exit 7."""
     with pytest.raises(OutputError) as caught:
         verify_manifest(path)
     assert caught.value.exit_code == 7
+    assert "\n" not in str(caught.value)
+    return caught.value
+
+
+def mismatch(path: Path) -> VerificationError:
+    """A manifest read, and what it lists found changed or missing: exit 8."""
+    with pytest.raises(VerificationError) as caught:
+        verify_manifest(path)
+    assert caught.value.exit_code == 8
     assert "\n" not in str(caught.value)
     return caught.value
 
@@ -94,6 +104,8 @@ def test_manifest_bytes_are_sorted_indented_json_with_a_trailing_newline():
         "created_utc": "2024-05-01T12:30:45Z",
         "files": [{"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                   for name, data in OUTPUTS],
+        "audit_head": None,
+        "signer": None,
     }
 
 
@@ -127,7 +139,7 @@ def test_plain_names_are_bare(name):
 # ---------------------------------------------------------------------------------- verify
 
 def test_round_trip_returns_every_entry(export_dir):
-    entries = verify_manifest(manifest_path(export_dir))
+    entries = verify_manifest(manifest_path(export_dir)).files
     assert entries == [{"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                        for name, data in OUTPUTS]
 
@@ -135,7 +147,7 @@ def test_round_trip_returns_every_entry(export_dir):
 def test_the_manifest_is_checked_beside_itself_not_in_the_working_directory(export_dir, tmp_path_factory,
                                                                            monkeypatch):
     monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
-    assert len(verify_manifest(manifest_path(export_dir))) == len(OUTPUTS)
+    assert len(verify_manifest(manifest_path(export_dir)).files) == len(OUTPUTS)
 
 
 def test_a_one_byte_change_is_named_with_both_hashes(export_dir):
@@ -143,7 +155,7 @@ def test_a_one_byte_change_is_named_with_both_hashes(export_dir):
     changed = bytearray(data)
     changed[100] ^= 0x01
     (export_dir / name).write_bytes(bytes(changed))
-    error = refusal(manifest_path(export_dir))
+    error = mismatch(manifest_path(export_dir))
     assert error.code == "MANIFEST_SHA256_MISMATCH"
     assert name in error.message
     assert hashlib.sha256(bytes(changed)).hexdigest() in error.message
@@ -153,7 +165,7 @@ def test_a_one_byte_change_is_named_with_both_hashes(export_dir):
 def test_a_changed_size_is_named(export_dir):
     name, data = OUTPUTS[1]
     (export_dir / name).write_bytes(data + b"\n")
-    error = refusal(manifest_path(export_dir))
+    error = mismatch(manifest_path(export_dir))
     assert error.code == "MANIFEST_SIZE_MISMATCH"
     assert name in error.message
     assert f"{len(data) + 1} bytes" in error.message and str(len(data)) in error.message
@@ -162,7 +174,7 @@ def test_a_changed_size_is_named(export_dir):
 def test_a_missing_file_is_named(export_dir):
     name = OUTPUTS[1][0]
     (export_dir / name).unlink()
-    error = refusal(manifest_path(export_dir))
+    error = mismatch(manifest_path(export_dir))
     assert error.code == "MANIFEST_FILE_MISSING"
     assert name in error.message
 
@@ -170,7 +182,7 @@ def test_a_missing_file_is_named(export_dir):
 def test_the_first_problem_is_the_one_named(export_dir):
     (export_dir / OUTPUTS[0][0]).write_bytes(b"changed")
     (export_dir / OUTPUTS[1][0]).unlink()
-    error = refusal(manifest_path(export_dir))
+    error = mismatch(manifest_path(export_dir))
     assert OUTPUTS[0][0] in error.message and OUTPUTS[1][0] not in error.message
 
 
@@ -202,7 +214,7 @@ def test_a_symbolic_link_is_not_followed(tmp_path):
         (inside / "link.bin").symlink_to(tmp_path / "outside.bin")
     except OSError:
         pytest.skip("this filesystem or account cannot make symbolic links")
-    error = refusal(write_manifest_document(inside, document_listing("link.bin", data)))
+    error = mismatch(write_manifest_document(inside, document_listing("link.bin", data)))
     assert error.code == "MANIFEST_NOT_A_FILE"
     assert "link.bin" in error.message
 

@@ -50,7 +50,8 @@ def test_a_one_byte_change_to_an_output_fails_the_manifest(cli, exported, key_na
     data[30] ^= 0x01
     target.write_bytes(bytes(data))
     code, result = cli.json(["verify-manifest", str(out / f"{key_name}-manifest.json")])
-    assert code == 7 and f"{key_name}-public.pem" in result["error"]["message"]
+    assert code == 8 and f"{key_name}-public.pem" in result["error"]["message"]
+    assert result["error"]["code"] == "MANIFEST_SHA256_MISMATCH"
 
 
 def test_audit_chain_verifies_and_a_one_byte_change_is_found(cli, exported, key_name, tmp_path):
@@ -70,7 +71,8 @@ def test_audit_chain_verifies_and_a_one_byte_change_is_found(cli, exported, key_
     assert len(tampered) == len(lines[0]) and tampered != lines[0]
     audit_log.write_bytes(tampered + lines[1])
     code, result = cli.json(["verify-audit", str(audit_log)])
-    assert code == 7 and "line 2" in result["error"]["message"]
+    assert code == 8 and "line 1" in result["error"]["message"]   # the record's own sha256 finds it
+    assert result["error"]["code"] == "AUDIT_RECORD_CHANGED"
 
 
 def test_default_audit_log_is_in_the_state_home(cli, tmp_path, pin_file, key_name):

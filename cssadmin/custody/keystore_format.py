@@ -23,6 +23,9 @@ from ..keytypes import KeyType
 
 FORMAT = "cssadmin-keystore-v1"
 SUFFIX = ".cssadmin-key"
+# The key type recorded (and bound into the associated data) for the evidence-signing key: an EC
+# P-256 key that signs and is never a target key. GCM refuses a file whose type was changed.
+SIGNING_KEY_TYPE = "SIGNING-EC-NISTP256"
 
 # scrypt cost for new files: 128 * r * n bytes = 64 MiB; one derivation measured 0.30-0.53 s (median
 # 0.41 s) on the 2-core build host, where n = 2**17 took 0.62-0.94 s. Files record their own parameters.
@@ -79,16 +82,18 @@ def associated_data(name: str, key_type: str, kdf: KdfParameters, provider: str 
     return json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-def seal(name: str, key_type: KeyType, plaintext: bytes, passphrase: str, scrypt_n: int,
+def seal(name: str, key_type: KeyType | str, plaintext: bytes, passphrase: str, scrypt_n: int,
          public_key_pem: bytes | None, created: str, provider: str | None = None) -> bytes:
+    """`key_type` is a target key's type, or SIGNING_KEY_TYPE for the evidence-signing key."""
+    type_name = key_type if isinstance(key_type, str) else key_type.name
     kdf = KdfParameters(scrypt_n, SCRYPT_R, SCRYPT_P, os.urandom(SALT_BYTES))
     nonce = os.urandom(NONCE_BYTES)
     ciphertext = AESGCM(kdf.derive(passphrase)).encrypt(
-        nonce, plaintext, associated_data(name, key_type.name, kdf, provider))
+        nonce, plaintext, associated_data(name, type_name, kdf, provider))
     document = {
         "format": FORMAT,
         "name": name,
-        "key_type": key_type.name,
+        "key_type": type_name,
         **({"provider": provider} if provider is not None else {}),
         "created": created,
         "kdf": kdf.as_json(),

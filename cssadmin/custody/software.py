@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import cryptography
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .. import durable, softwrap
 from ..durable import ON_WINDOWS
@@ -23,10 +23,13 @@ from ..keymaterial import der_length, generate, is_of_type, pkcs8_der, spki_pem
 from ..keynames import KEY_NAME
 from ..keytypes import KEY_TYPES, KeyType
 from ..schemes import WrapScheme
-from . import CustodyBase, KeyRef, SecretSource
+from . import CustodyBase, KeyRef, SecretSource, SigningKeyRef
 from . import selftest
+from .keystore_format import (MAX_FILE_BYTES, SCRYPT_N, SIGNING_KEY_TYPE, SUFFIX, SealedKey, corrupt, parse_sealed,
+                              seal, unseal)
 from .provenance import check_provider
-from .keystore_format import MAX_FILE_BYTES, SCRYPT_N, SUFFIX, SealedKey, corrupt, parse_sealed, seal, unseal
+
+_SIGNING_CURVE_TYPE = KEY_TYPES["EC-NISTP256"]
 
 
 def _openssl_version() -> str:
@@ -199,6 +202,10 @@ class SoftwareKeystore(CustodyBase):
         sealed = parse_sealed(read_key_file(path), path)
         if sealed.name != name:
             raise corrupt(path, f"it records the key name {sealed.name!r}")
+        if sealed.key_type == SIGNING_KEY_TYPE:
+            raise KeyConflictError(f"'{name}' in keystore {self.directory} is cssadmin's evidence-signing key; "
+                                   "it is never a target key and is never exported", code="KEY_IS_SIGNING_KEY",
+                                   remedy="choose another key name")
         if sealed.key_type not in KEY_TYPES:
             raise corrupt(path, f"unknown key type {sealed.key_type!r}")
         if sealed.key_type != key_type.name:
@@ -258,6 +265,40 @@ class SoftwareKeystore(CustodyBase):
     @staticmethod
     def kwp_name() -> str:
         return "RFC 5649 key wrap with padding (cryptography)"
+
+
+    # --- the evidence-signing key (issue 11) ------------------------------------------------
+    def get_or_create_signing_key(self, label: str) -> SigningKeyRef:
+        path = self.path_of(label)
+        if os.path.lexists(path):
+            material, created = self._open_signing_key(path, label), False
+        else:
+            passphrase = self._passphrase_once(new=True)
+            material, created = Material.of(generate(_SIGNING_CURVE_TYPE)), True
+            stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            write_new_file(path, seal(label, SIGNING_KEY_TYPE, material.plaintext, passphrase, self._scrypt_n,
+                                      spki_pem(material.private_key.public_key()), stamp))
+        self._keep(material)
+        return SigningKeyRef(label, created, material, material.private_key.public_key())
+
+    def _open_signing_key(self, path: str, label: str) -> Material:
+        sealed = parse_sealed(read_key_file(path), path)
+        if sealed.name != label:
+            raise corrupt(path, f"it records the key name {sealed.name!r}")
+        if sealed.key_type != SIGNING_KEY_TYPE:
+            raise KeyConflictError(f"'{label}' in keystore {self.directory} is a {sealed.key_type} target key, not "
+                                   "cssadmin's signing key", code="SIGNING_KEY_CONFLICT",
+                                   remedy="choose another --signing-key label")
+        plaintext = unseal(sealed, self._passphrase_once(), path)
+        return material_from_plaintext(_SIGNING_CURVE_TYPE, plaintext, sealed, path)
+
+    def sign(self, key: SigningKeyRef, data: bytes) -> bytes:
+        self._plaintext(key.handle)
+        return key.handle.private_key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+    def discard_signing_key(self, key: SigningKeyRef) -> None:
+        if key.created:
+            os.unlink(self.path_of(key.label))
 
 
 def wrap_bytes(target: bytes, scheme: WrapScheme, wrapping_key: rsa.RSAPublicKey) -> bytes:
