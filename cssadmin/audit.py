@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PureWindowsPath
 from typing import Mapping
 
+from . import inputs
 from .durable import fsync_directory, write_fully
 from .errors import OutputError
 
@@ -39,6 +40,8 @@ WRAPPING_KEY_FIELDS = ("sha256_spki", "sha256_cert", "bits")
 OUTPUT_FIELDS = ("path", "sha256", "bytes")
 _WINDOWS_LOCK_OFFSET = 0x7FFFFFF0   # lock one byte far past the data, so readers are never blocked
 _TAIL_CHUNK = 4096
+MAX_AUDIT_LINE_BYTES = 1 << 20      # a record is about 1 KB; a longer line is not one cssadmin wrote
+MAX_AUDIT_LOG_BYTES = 1 << 30       # a million exports; verify reads line by line, so this bounds time
 
 
 # ------------------------------------------------------------------------------ where it lives
@@ -282,13 +285,22 @@ def _write_failed(log_path: Path, failure: OSError) -> OutputError:
 # ------------------------------------------------------------------------------------ verify
 
 def verify_audit(path: str | os.PathLike) -> int:
-    """The number of records when the chain is intact; otherwise OutputError naming the first broken line."""
+    """The number of records when the chain is intact; otherwise OutputError naming the first broken line.
+
+    The log is opened without blocking (a FIFO is refused at once, not waited on), must be a regular
+    file, and is read line by line within MAX_AUDIT_LINE_BYTES per line and MAX_AUDIT_LOG_BYTES in all."""
     log_path = Path(path)
     try:
-        with open(log_path, "rb") as handle:
-            return _verify_lines(log_path, handle)
+        with inputs.open_stream(log_path) as handle:
+            return _verify_lines(log_path, inputs.bounded_lines(handle, MAX_AUDIT_LINE_BYTES, MAX_AUDIT_LOG_BYTES))
     except FileNotFoundError:
         raise OutputError(f"audit log {log_path} does not exist", code="AUDIT_MISSING") from None
+    except inputs.NotRegularFile as refusal:
+        raise OutputError(f"audit log {log_path} is {refusal}, not a regular file; not read",
+                          code="AUDIT_READ_FAILED") from None
+    except inputs.TooLarge as refusal:
+        raise OutputError(f"audit log {log_path}: {refusal} (no record cssadmin writes is); not read further",
+                          code="AUDIT_TOO_LARGE") from None
     except OSError as failure:
         raise OutputError(f"reading the audit log {log_path} failed: {failure.strerror or failure}",
                           code="AUDIT_READ_FAILED") from None
