@@ -7,7 +7,10 @@ from __future__ import annotations
 
 
 class CssadminError(Exception):
-    """Base of all expected failures. `code` is a stable name scripts may rely on."""
+    """Base of all expected failures. `code` is a stable name scripts may rely on.
+
+    `message` says what went wrong; `remedy`, when there is one, what to do about it. Text output
+    shows both on one line (`str()`); JSON output gives them as separate fields."""
 
     exit_code: int = 1
     code: str = "INTERNAL"
@@ -63,3 +66,10 @@ class OutputError(CssadminError):
 
     exit_code = 7
     code = "OUTPUT"
+
+
+class Interrupted(CssadminError):
+    """Ctrl-C (SIGINT), at any point, a PIN or passphrase prompt included: exit 130 (128 + SIGINT)."""
+
+    exit_code = 130
+    code = "INTERRUPTED"
