@@ -336,6 +336,8 @@ def test_the_pin_variable_is_gone_before_the_vendor_module_loads(cli, tmp_path, 
     ["verify-audit", "a.jsonl", "735194"],
     ["-m", "735194x", "aws", "k", "{kek}", "RSAES_OAEP_SHA_1"],
     ["aws", "k", "{kek}", "RSAES_OAEP_SHA_1", "--pin-env", "735194"],
+    ["aws", "k", "{kek}", "735194"],
+    ["735194", "k", "{kek}", "RSAES_OAEP_SHA_1"],
 ])
 @pytest.mark.parametrize("as_json", [False, True])
 def test_a_pin_typed_in_the_wrong_place_is_never_shown(cli, tmp_path, kek4096, args, as_json):
