@@ -295,7 +295,7 @@ def test_softhsm_is_refused_for_private_keys_by_the_self_test(cli, softhsm, pin_
     code, report = cli.json([provider, key_name, str(kek), "-k", key_type, "--out-dir", str(out), *extra,
                              *softhsm.cli_args(pin_file)], token=softhsm)
     assert code == 5 and report["error"]["code"] == "SELF_TEST_FAILED"
-    message = report["error"]["message"]
+    message = f"{report['error']['message']} ({report['error']['remedy']})"
     assert "CKM_AES_KEY_WRAP_PAD" in message and "zero-pads" in message
     assert "RFC 5649" in message and "--keystore" in message
     assert list(out.iterdir()) == []
