@@ -32,8 +32,19 @@ def facts(version: str) -> dict[str, str]:
     found["python"] = BUILD.get("python", ".".join(map(str, sys.version_info[:3])))
     for package in ("cryptography", "python-pkcs11"):
         found[package] = BUILD.get(package) or installed_version(package)
-    found["openssl"] = BUILD.get("openssl", "the one bundled with cryptography (shown in frozen builds)")
+    found["openssl"] = BUILD.get("openssl") or openssl_version()
     return found
+
+
+def openssl_version() -> str:
+    """The OpenSSL that cryptography links, as it reports itself ("OpenSSL 3.3.2 3 Sep 2024").
+
+    Only cryptography's compiled binding is loaded (a few milliseconds), not its Python layers."""
+    try:
+        from cryptography.hazmat.bindings._rust import openssl
+        return openssl.openssl_version_text()
+    except Exception as failure:   # not installed, or an older or broken build: say so, do not fail
+        return f"unknown ({type(failure).__name__})"
 
 
 def describe(version: str) -> str:

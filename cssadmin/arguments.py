@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 
 from .errors import UsageError
 
@@ -17,7 +19,17 @@ DESCRIPTION = """\
 Generate a key inside a PKCS#11 token, wrap it inside the token with a cloud's public wrapping
 key, and write the files that the cloud's bring-your-own-key import expects.
 
-providers: aws, google-compute-engine, google-cloud-key-management, microsoft-azure, salesforce"""
+providers, and the key type each makes without -k:
+  aws                          AES-256 (also RSA, EC and HMAC with RSA_AES_KEY_WRAP_SHA_*)
+  google-compute-engine        AES-256 (the only type)
+  google-cloud-key-management  RSA-2048 (also EC, AES-256 and HMAC)
+  microsoft-azure              RSA-2048 (also RSA-3072/4096 and EC)
+  salesforce                   AES-256 (the only type)"""
+
+# The default key type of each provider as --help states it (a test holds it to the providers' own).
+DEFAULT_KEY_TYPES = {"aws": "AES-256", "google-compute-engine": "AES-256",
+                     "google-cloud-key-management": "RSA-2048", "microsoft-azure": "RSA-2048",
+                     "salesforce": "AES-256"}
 
 EXIT_CODES = """\
 exit codes:
@@ -27,13 +39,21 @@ exit codes:
   3  wrapping key rejected (unreadable, not RSA, too small, wrong size for the provider,
      certificate invalid, expired or untrusted, fingerprint mismatch)
   4  policy refusal (KEK strength, deprecated algorithm, key type or algorithm not allowed)
-  5  custody error (module, token, PIN or passphrase source, login, mechanism, self-test)
+  5  custody error (module, token, login, mechanism, self-test; a PIN or passphrase source
+     that is missing, empty, too open, not a regular file or not UTF-8)
   6  key conflict (a key of that name exists but was not made by cssadmin, or has another type)
   7  output error (file exists without --force, destination missing, unwritable or not
-     removable, write or read-back failed, disk full; an input of a verify action unreadable)
+     removable, write or read-back failed, disk full; a verify input that cannot be read,
+     is not a regular file or is too large)
   8  verification failed (verify-manifest, verify-audit: a changed or missing file, a broken
      audit chain or record, a bad, missing or foreign signature, a head that does not match)
-130  interrupted (Ctrl-C)
+130  interrupted (Ctrl-C), at any step, a PIN or passphrase prompt included
+141  standard output was closed before the report was printed (`| head`, `| true`)
+     after a successful run: the export itself finished, its files were verified and
+     its audit record written (a failed run keeps its own code)
+
+--json failures: {"ok": false, "error": {"code", "exit", "message", "remedy"}}; "exit" is
+always the process status and "remedy" is null when there is none.
 
 PINs and passphrases are never taken on the command line: use --pin-file (mode 0600),
 --pin-env VAR, or the terminal prompt."""
@@ -41,19 +61,84 @@ PINs and passphrases are never taken on the command line: use --pin-file (mode 0
 MODULE_VARIABLE = "CSSADMIN_PKCS11_MODULE"
 
 
+VERIFY_ACTIONS = ("verify-manifest", "verify-audit")
+_SECRETS_NOTE = "values not shown; PINs and passphrases are never taken on the command line"
+_LONG_OPTION = re.compile(r"--[A-Za-z][A-Za-z0-9-]{0,40}")
+_SHORT_OPTION = re.compile(r"-[A-Za-z]")
+_ALGORITHM_NAME = re.compile(r"[A-Z0-9_]+")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
-        if message.startswith("unrecognized arguments:"):
-            # Never repeat what followed an unknown option: it may be a PIN typed as `--pin 1234`.
-            options = sorted({word.split("=")[0] for word in message.split()[2:] if word.startswith("-")})
-            message = (f"unrecognized arguments: {', '.join(options) or 'extra positional arguments'} "
-                       "(values not shown; PINs and passphrases are never taken on the command line)")
-        raise UsageError(message)
+        # argparse quotes what it could not use ("invalid int value: '1234'"); that may be a PIN.
+        raise UsageError(re.sub(r"(invalid [\w ]+ value|invalid choice): .*", r"\1 (value not shown)", message))
+
+
+class _StoreOnce(argparse._StoreAction):
+    """A single-value option given twice is a usage error: neither value silently wins."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault("_given_once", {})
+        if self.dest in given:
+            spelled = "/".join(self.option_strings)
+            raise UsageError(f"{option_string} given more than once ({spelled}; values not shown); give it once",
+                             code="OPTION_REPEATED")
+        given[self.dest] = option_string
+        setattr(namespace, self.dest, values)
+
+
+def ordinal(number: int) -> str:
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
+
+
+def _shown_option(word: str) -> str | None:
+    """The option name of an unknown word, without any value; None when even the name could be a secret."""
+    name = word.split("=", 1)[0]
+    if name.startswith("--"):
+        return name if _LONG_OPTION.fullmatch(name) else None
+    return name[:2] if _SHORT_OPTION.fullmatch(name[:2]) else None
+
+
+def _unrecognized(argv: list[str], extras: list[str]) -> UsageError:
+    """Name each unknown option and where it stood, never what followed it."""
+    described, start = [], 0
+    for word in extras:
+        position = next((i for i in range(start, len(argv)) if argv[i] == word), None)
+        start = position + 1 if position is not None else start
+        where = f"argument {position + 1}" if position is not None else "somewhere"
+        name = _shown_option(word)
+        described.append(f"{name} ({where})" if name else where)
+    return UsageError(f"unrecognized arguments: {', '.join(described)} ({_SECRETS_NOTE})")
+
+
+def _extra_positionals(args: list[str], allowed: int, usage: str) -> UsageError:
+    extra = len(args) - allowed
+    places = ", ".join(ordinal(number) for number in range(allowed + 1, len(args) + 1))
+    message = (f"too many arguments: {usage} takes {allowed} at most; {extra} extra positional "
+               f"argument{'s' if extra > 1 else ''} ({places}; {_SECRETS_NOTE})")
+    if any(os.path.isfile(arg) for arg in args[3:]):
+        message += "; they name existing files: did a wildcard expand to several wrapping keys? give exactly one"
+    return UsageError(message, code="USAGE")
+
+
+def _check_positionals(args: list[str]) -> None:
+    if args and args[0] in VERIFY_ACTIONS:
+        if len(args) > 2:
+            raise _extra_positionals(args, 2, f"cssadmin {args[0]} FILE")
+        return
+    if len(args) > 4:
+        raise _extra_positionals(args, 4, "provider keyName wrapKey [wrapAlg]")
+    if len(args) == 4 and not _ALGORITHM_NAME.fullmatch(args[3]) and os.path.isfile(args[3]):
+        raise UsageError("the 4th positional argument (wrapAlg) names an existing file: did a wildcard expand "
+                         "to several wrapping keys? give exactly one", code="WRAP_KEY_AMBIGUOUS")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cssadmin", usage=USAGE, description=DESCRIPTION, epilog=EXIT_CODES,
                      formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    parser.register("action", None, _StoreOnce)      # every single-value option, in every group
+    parser.register("action", "store", _StoreOnce)
     parser.add_argument("--version", action="store_true", help="print version and build information")
     parser.add_argument("args", nargs="*", metavar="provider keyName wrapKey [wrapAlg]",
                         help=argparse.SUPPRESS)
@@ -85,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--reuse-key", action="store_true",
                      help="re-export an existing key that was created for another provider")
     key.add_argument("-a", "--azure-kek", metavar="AZUREKEK", help="Azure key ID (kid) of the KEK")
-    key.add_argument("--import-method", metavar="METHOD", help="Google Cloud KMS import method")
+    key.add_argument("--import-method", metavar="METHOD",
+                     help="Google Cloud KMS import method, as the API or gcloud spells it "
+                          "(RSA_OAEP_4096_SHA256_AES_256 or rsa-oaep-4096-sha256-aes-256)")
     key.add_argument("--csek-uri", metavar="URI", help="also write the gcloud --csek-key-file for this disk URI")
 
     trust = parser.add_argument_group("wrapping key trust")
@@ -132,6 +219,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if "--" in argv:
         cut = argv.index("--")
         argv, trailing = argv[:cut], argv[cut + 1:]
-    namespace = build_parser().parse_intermixed_args(argv)
+    namespace, extras = build_parser().parse_known_intermixed_args(argv)
+    if extras:
+        raise _unrecognized(argv, extras)
+    namespace.__dict__.pop("_given_once", None)
     namespace.args = list(namespace.args) + trailing
+    _check_positionals(namespace.args)
+    if namespace.keystore and namespace.module_protected:
+        raise UsageError("--keystore cannot be combined with -M (module protection is a token option)")
+    if namespace.import_method and re.fullmatch(r"[A-Za-z0-9_-]+", namespace.import_method):
+        namespace.import_method = namespace.import_method.upper().replace("-", "_")   # gcloud's spelling
     return namespace

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PureWindowsPath
 from typing import TYPE_CHECKING, Iterable, Mapping
 
+from . import inputs
 from .durable import ON_WINDOWS, fsync_directory, lock, open_private, unlock, write_fully
 from .errors import OutputError, UsageError
 from .facts import ExportFacts, FileFacts
@@ -40,6 +41,8 @@ EXPORT_RECORD_FIELDS = frozenset({"event", "tool_version", "provider", "key", "a
 WRAPPING_KEY_FIELDS = ("sha256_spki", "sha256_cert", "bits", "pinned_by", "trust_unpinned")
 OUTPUT_FIELDS = ("path", "sha256", "bytes")
 _TAIL_CHUNK = 4096
+MAX_AUDIT_LINE_BYTES = 1 << 20      # a record is about 1 KB; a longer line is not one cssadmin wrote
+MAX_AUDIT_LOG_BYTES = 1 << 30       # a million exports; verify reads line by line, so this bounds time
 
 
 # ------------------------------------------------------------------------------ where it lives

@@ -13,7 +13,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .audit import GENESIS_SHA256, SIGNER_FIELDS, Head, covered_bytes, is_seq, parse_line, serialize, sha256_hex
+from . import inputs
+from .audit import (GENESIS_SHA256, MAX_AUDIT_LINE_BYTES, MAX_AUDIT_LOG_BYTES, SIGNER_FIELDS, Head, covered_bytes,
+                    is_seq, parse_line, serialize, sha256_hex)
 from .errors import OutputError, VerificationError
 from .signatures import SignerPin, check_pinned, embedded_signer, is_valid
 
@@ -46,19 +48,22 @@ def verify_audit(path: str | os.PathLike, pin: SignerPin | None = None,
     """The verdict when every check passes; otherwise VerificationError naming the first broken line."""
     log_path = Path(path)
     try:
-        with _open_for_reading(log_path) as handle:
-            verdict, sha256_by_seq = _verify_lines(log_path, handle, pin)
+        with inputs.open_stream(log_path) as handle:
+            lines = inputs.bounded_lines(handle, MAX_AUDIT_LINE_BYTES, MAX_AUDIT_LOG_BYTES)
+            verdict, sha256_by_seq = _verify_lines(log_path, lines, pin)
     except FileNotFoundError:
         raise OutputError(f"audit log {log_path} does not exist", code="AUDIT_MISSING") from None
+    except inputs.NotRegularFile as refusal:
+        raise OutputError(f"audit log {log_path} is {refusal}, not a regular file; not read",
+                          code="AUDIT_READ_FAILED") from None
+    except inputs.TooLarge as refusal:
+        raise OutputError(f"audit log {log_path}: {refusal} (no record cssadmin writes is); not read further",
+                          code="AUDIT_TOO_LARGE") from None
     except OSError as failure:
         raise OutputError(f"reading the audit log {log_path} failed: {failure.strerror or failure}",
                           code="AUDIT_READ_FAILED") from None
     _conclude(log_path, verdict, sha256_by_seq, pin, expect_head)
     return verdict
-
-
-def _open_for_reading(log_path: Path):
-    return open(log_path, "rb")
 
 
 class _Walk:

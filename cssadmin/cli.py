@@ -10,13 +10,14 @@ import os
 import sys
 
 from . import __version__
-from .errors import CssadminError, UsageError
+from .errors import CssadminError, Interrupted, UsageError
 
 def _json_requested(argv: list[str]) -> bool:
     return "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
 
 
 INTERRUPTED_EXIT = 130   # 128 + SIGINT, as shells report it
+STDOUT_CLOSED_EXIT = 141  # 128 + SIGPIPE: the reader of stdout went away before the report was printed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,41 +25,70 @@ def main(argv: list[str] | None = None) -> int:
     as_json = _json_requested(argv)
     verbose = "--verbose" in argv
     try:
-        if argv == ["--version"]:   # before argparse: start-up is most of what --version costs
-            print(version_text())
-            return 0
-        if not argv:
-            raise UsageError("missing arguments: provider keyName wrapKey [wrapAlg] (see --help)")
-        from .arguments import build_parser, parse
-        if "-h" in argv or "--help" in argv:
-            build_parser().print_help()
-            return 0
-        namespace = parse(argv)
-        if namespace.version:
-            if as_json:
-                from ._build_info import facts
-                _render_success({"ok": True, **facts(__version__)}, as_json)
-            else:
-                print(version_text())
-            return 0
-        from .commands import dispatch
-        _render_success(dispatch(namespace), as_json)
-        return 0
+        result = _execute(argv, as_json)
     except CssadminError as failure:
-        _render_failure(failure, as_json)
-        return failure.exit_code
+        return _fail(failure, as_json)
     except KeyboardInterrupt:
-        _render_failure(CssadminError("interrupted; no output was written unless it is listed as verified",
-                                      code="INTERRUPTED"), as_json)
-        return INTERRUPTED_EXIT
+        return _fail(Interrupted("interrupted; no output was written unless it is listed as verified"), as_json)
     except Exception as bug:  # the one place a bug is caught: report it, traceback only on request
         if verbose:
             import traceback
             traceback.print_exc()
-        _render_failure(CssadminError(f"internal error: {type(bug).__name__}: {bug}"
-                                      + ("" if verbose else " (run with --verbose for the traceback)")),
-                        as_json)
-        return 1
+        return _fail(CssadminError(f"internal error: {type(bug).__name__}: {bug}"
+                                   + ("" if verbose else " (run with --verbose for the traceback)")), as_json)
+    try:
+        result() if callable(result) else _render_success(result, as_json)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The run succeeded and is on the record (files verified, audit record written before rendering);
+        # only its report could not be delivered. As a Unix tool killed by SIGPIPE: no traceback, 141.
+        _discard_stdout()
+        return STDOUT_CLOSED_EXIT
+    return 0
+
+
+def _execute(argv: list[str], as_json: bool):
+    """The run: a result to render, or a callable that prints it (help, version)."""
+    if argv == ["--version"]:   # before argparse: start-up is most of what --version costs
+        return lambda: print(version_text())
+    if not argv:
+        raise UsageError("missing arguments: provider keyName wrapKey [wrapAlg] (see --help)")
+    from .arguments import build_parser, parse
+    if "-h" in argv or "--help" in argv:
+        text = build_parser().format_help()   # not print_help: argparse would swallow a broken pipe
+        return lambda: print(text, end="")
+    namespace = parse(argv)
+    if namespace.version:
+        if as_json:
+            from ._build_info import facts
+            return {"ok": True, **facts(__version__)}
+        return lambda: print(version_text())
+    from . import secret_input
+    for variable in (namespace.pin_env, namespace.passphrase_env):
+        if variable:   # out of the environment before any vendor module is loaded
+            secret_input.take_from_env(variable)
+    from .commands import dispatch
+    return dispatch(namespace)
+
+
+def _fail(failure: CssadminError, as_json: bool) -> int:
+    """Report a failure; its exit code stands even when stdout or stderr is already closed."""
+    try:
+        _render_failure(failure, as_json)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
+    return failure.exit_code
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's own flush at exit does not fail again."""
+    try:
+        descriptor = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(descriptor, sys.stdout.fileno())
+        os.close(descriptor)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def version_text() -> str:
@@ -66,14 +96,19 @@ def version_text() -> str:
     return describe(__version__)
 
 
+def _one_line(text: str | None) -> str | None:
+    return None if text is None else " ".join(str(text).split())
+
+
 def _render_failure(failure: CssadminError, as_json: bool) -> None:
-    text = " ".join(str(failure).split())
     if as_json:
         import json
-        print(json.dumps({"ok": False, "error": {"code": failure.code, "exit": failure.exit_code,
-                                                 "message": text}}))
+        print(json.dumps({"ok": False, "error": {
+            "code": failure.code, "exit": failure.exit_code,
+            "message": _one_line(getattr(failure, "message", str(failure))),
+            "remedy": _one_line(getattr(failure, "remedy", None) or None)}}))
     else:
-        print(f"cssadmin: error: {text}", file=sys.stderr)
+        print(f"cssadmin: error: {_one_line(str(failure))}", file=sys.stderr)
 
 
 def _render_success(result: dict, as_json: bool) -> None:
@@ -108,8 +143,6 @@ def _render_export(result: dict) -> None:
 def run() -> None:
     try:
         status = main()
-        sys.stdout.flush()
-    except BrokenPipeError:   # the reader went away (`| head`); nothing more to say to it
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        status = 1
+    except KeyboardInterrupt:   # between main's own handlers (at start-up, or while reporting)
+        status = INTERRUPTED_EXIT
     sys.exit(status)

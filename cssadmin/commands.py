@@ -28,8 +28,6 @@ def dispatch(namespace: argparse.Namespace) -> dict:
         return _signing_key_action(namespace)
     if len(args) < 3:
         raise UsageError("missing arguments: provider keyName wrapKey [wrapAlg] are required (see --help)")
-    if len(args) > 4:
-        raise UsageError(f"too many arguments: {' '.join(args[4:])}")
     _refuse(namespace, "an export", *_VERIFY_OPTIONS, ("--out", "out"))
     return export(namespace)
 

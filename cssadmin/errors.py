@@ -7,7 +7,10 @@ from __future__ import annotations
 
 
 class CssadminError(Exception):
-    """Base of all expected failures. `code` is a stable name scripts may rely on."""
+    """Base of all expected failures. `code` is a stable name scripts may rely on.
+
+    `message` says what went wrong; `remedy`, when there is one, what to do about it. Text output
+    shows both on one line (`str()`); JSON output gives them as separate fields."""
 
     exit_code: int = 1
     code: str = "INTERNAL"
@@ -71,3 +74,10 @@ class VerificationError(CssadminError):
 
     exit_code = 8
     code = "VERIFICATION_FAILED"
+
+
+class Interrupted(CssadminError):
+    """Ctrl-C (SIGINT), at any point, a PIN or passphrase prompt included: exit 130 (128 + SIGINT)."""
+
+    exit_code = 130
+    code = "INTERRUPTED"

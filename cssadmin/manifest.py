@@ -20,9 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import inputs
 from .errors import OutputError, VerificationError
 from .facts import ExportFacts
-from .output import sha256_of_file
 from .signatures import (MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX, SignerFacts, SignerPin, check_pinned,
                          embedded_signer, is_valid)
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 FORMAT = "cssadmin-manifest-v1"
 MAX_MANIFEST_BYTES = 1 << 20          # a real one is under 2 KB; refuse to parse a hostile giant
+_READ_CHUNK = 1 << 16
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _FORBIDDEN_IN_NAME = ("/", "\\", ":", "\0")   # ':' is a drive ("C:x") or an NTFS stream on Windows
 
@@ -199,18 +200,16 @@ def _load_entries(manifest_path: Path, document: dict) -> list[dict]:
 
 def _read_manifest_bytes(manifest_path: Path) -> bytes:
     try:
-        with open(manifest_path, "rb") as handle:
-            data = handle.read(MAX_MANIFEST_BYTES + 1)
+        return inputs.read_bounded(manifest_path, MAX_MANIFEST_BYTES)   # O_NONBLOCK: a FIFO is refused, not waited on
     except FileNotFoundError:
         raise OutputError(f"manifest {manifest_path} does not exist", code="MANIFEST_MISSING") from None
-    except IsADirectoryError:
-        raise _malformed(manifest_path, "it is a directory") from None
+    except inputs.NotRegularFile as refusal:
+        raise _malformed(manifest_path, f"it is {refusal}, not a regular file") from None
+    except inputs.TooLarge:
+        raise _malformed(manifest_path, f"larger than {MAX_MANIFEST_BYTES} bytes") from None
     except OSError as failure:
         raise OutputError(f"reading manifest {manifest_path} failed: {failure.strerror or failure}",
                           code="MANIFEST_READ_FAILED") from None
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise _malformed(manifest_path, f"larger than {MAX_MANIFEST_BYTES} bytes")
-    return data
 
 
 def _parse(manifest_path: Path, data: bytes) -> dict:
@@ -240,25 +239,42 @@ def _checked_entry(manifest_path: Path, position: int, entry: object) -> dict:
 def _check_entry(directory: Path, entry: dict) -> None:
     name, file_path = entry["name"], directory / entry["name"]
     try:
-        status = os.lstat(file_path)
+        # O_NOFOLLOW | O_NONBLOCK, then fstat of the descriptor: a link, or a file swapped for a FIFO
+        # after any earlier look at it, is refused rather than followed or waited on.
+        descriptor = inputs.open_regular(file_path, follow_links=False)
     except FileNotFoundError:
         raise VerificationError(f"{name}: listed in the manifest but missing from {directory}",
                           code="MANIFEST_FILE_MISSING") from None
+    except inputs.NotRegularFile as refusal:
+        raise VerificationError(f"{name}: {refusal}, not a regular file (a link or directory is not followed)",
+                                code="MANIFEST_NOT_A_FILE") from None
     except OSError as failure:
         raise _unreadable(name, failure) from None
-    if not stat.S_ISREG(status.st_mode):
-        raise VerificationError(f"{name}: not a regular file (a link or directory is not followed)",
-                          code="MANIFEST_NOT_A_FILE")
-    if status.st_size != entry["bytes"]:
-        raise VerificationError(f"{name}: size is {status.st_size} bytes, the manifest says {entry['bytes']}",
-                          code="MANIFEST_SIZE_MISMATCH")
-    try:
-        actual = sha256_of_file(file_path)
-    except OSError as failure:
-        raise _unreadable(name, failure) from None
+    with os.fdopen(descriptor, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size != entry["bytes"]:
+            raise VerificationError(f"{name}: size is {size} bytes, the manifest says {entry['bytes']}",
+                              code="MANIFEST_SIZE_MISMATCH")
+        try:
+            actual = _sha256_of(handle, entry["bytes"])
+        except OSError as failure:
+            raise _unreadable(name, failure) from None
     if actual != entry["sha256"]:
         raise VerificationError(f"{name}: SHA-256 is {actual}, the manifest says {entry['sha256']}",
                           code="MANIFEST_SHA256_MISMATCH")
+
+
+def _sha256_of(handle, size: int) -> str:
+    """SHA-256 of the file, reading at most one byte more than the manifest's size (a file still growing
+    is then a mismatch, not an endless read)."""
+    digest, remaining = hashlib.sha256(), size + 1
+    while remaining > 0:
+        chunk = handle.read(min(_READ_CHUNK, remaining))
+        if not chunk:
+            break
+        digest.update(chunk)
+        remaining -= len(chunk)
+    return digest.hexdigest()
 
 
 def _malformed(manifest_path: Path, why: str) -> OutputError:

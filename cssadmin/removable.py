@@ -82,6 +82,23 @@ class _Mount:
     source: str
 
 
+def detect_fd(descriptor: int, path_text: str, *, platform: str | None = None, sysfs_root: str = "/sys",
+              proc_root: str = "/proc", windows_api=None) -> Detection:
+    """detect() for an open file or directory, judged by the descriptor itself (its st_dev), so a path
+    swapped for another mount after it was opened cannot change the answer. On Windows, which has no
+    device number to go by, the path is asked again."""
+    platform = sys.platform if platform is None else platform
+    if platform.startswith("linux"):
+        return _linux_detect(os.fstat(descriptor).st_dev, sysfs_root, proc_root, path_text)
+    return detect(path_text, platform=platform, sysfs_root=sysfs_root, proc_root=proc_root,
+                  windows_api=windows_api)
+
+
+# Filesystems that give their mounts an anonymous device number (major 0) although they live on a real
+# block device named as the mount's source. Every other major-0 filesystem is refused.
+_BLOCK_FILESYSTEMS_WITH_ANONYMOUS_DEV = frozenset({"btrfs", "bcachefs"})
+
+
 def _linux_detect(dev: int, sysfs_root: str, proc_root: str, path_text: str) -> Detection:
     """Detection for a file whose st_dev is `dev`, read from the given sysfs and procfs."""
     sysfs = Path(sysfs_root)
@@ -99,6 +116,14 @@ def _detect_unnamed_device(dev_id: str, sysfs: Path, proc: Path, path_text: str)
         return Detection(
             False,
             f"{path_text} is on a virtual filesystem (device {dev_id}, not listed in {mountinfo})"
+            " with no block device",
+        )
+    if mount.fstype not in _BLOCK_FILESYSTEMS_WITH_ANONYMOUS_DEV:
+        # tmpfs, fuse, nfs, cifs, overlay...: whatever its source string says ("mount -t tmpfs /dev/sdb1
+        # DIR" is allowed), such a filesystem is not on the device it names.
+        return Detection(
+            False,
+            f"{path_text} is on a virtual filesystem ({mount.fstype}, source {mount.source})"
             " with no block device",
         )
     backing_dev_id = _block_device_id(mount.source, sysfs)

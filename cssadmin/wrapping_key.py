@@ -12,9 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
 import re
-import stat
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -77,11 +75,11 @@ def load_wrapping_key_file(path: str | PathLike) -> WrappingKey:
 
 
 def read_at_most(path: str | PathLike, limit: int) -> bytes:
-    """Return up to limit + 1 bytes, so that the caller can tell an oversized file from one of exactly limit."""
-    if not stat.S_ISREG(os.stat(path).st_mode):   # a FIFO or device would block or never end
-        raise ValueError("not a regular file")
-    with open(path, "rb") as stream:
-        return stream.read(limit + 1)
+    """Return up to limit + 1 bytes, so that the caller can tell an oversized file from one of exactly limit.
+
+    A FIFO or device is refused (ValueError) on the opened descriptor, never waited on."""
+    from cssadmin import inputs
+    return inputs.read_at_most(path, limit)
 
 
 def load_wrapping_key(data: bytes, *, source: str) -> WrappingKey:

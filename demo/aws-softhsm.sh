@@ -5,9 +5,13 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
-bash "$root/tests/tokens/install-deps.sh"
-python=$(bash "$root/scripts/venv.sh")
-cssadmin="$(dirname "$python")/cssadmin"
+if [ -n "${CSSADMIN_DEMO_CSSADMIN:-}" ]; then   # the test suite: its own cssadmin, dependencies present
+    cssadmin=$CSSADMIN_DEMO_CSSADMIN python=${CSSADMIN_DEMO_PYTHON:-python3}
+else
+    bash "$root/tests/tokens/install-deps.sh"
+    python=$(bash "$root/scripts/venv.sh")
+    cssadmin="$(dirname "$python")/cssadmin"
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/cssadmin-demo.XXXXXX")
 cd "$work"
@@ -28,7 +32,10 @@ openssl rsa -in aws-private.pem -pubout -outform DER -out WrappingKey.bin 2>/dev
 
 # 3. The main job. SoftHSM2 2.6.1 has no OAEP with SHA-256, so this demo uses RSAES_OAEP_SHA_1.
 mkdir out
-"$cssadmin" aws demo-key WrappingKey.bin RSAES_OAEP_SHA_1 --token demo --pin-file pin --out-dir out
+#    The audit record goes in the demo's own directory, not in your ~/.local/state.
+"$cssadmin" aws demo-key WrappingKey.bin RSAES_OAEP_SHA_1 --token demo --pin-file pin --out-dir out \
+    --audit-log "$work/audit.jsonl"
+"$cssadmin" verify-audit "$work/audit.jsonl"
 
 # 4. What AWS will do: unwrap with the private half, and compare with the token's own hash of the key.
 unwrapped=$(openssl pkeyutl -decrypt -inkey aws-private.pem -in out/demo-key-wrapped \

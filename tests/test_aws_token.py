@@ -133,7 +133,7 @@ def test_wrong_pin_is_refused_once(cli, softhsm, pin_file, aws_kek, tmp_path, ke
     code, report = cli.json(["aws", key_name, str(kek_path), "RSAES_OAEP_SHA_1", "--out-dir", str(tmp_path),
                              "--token", softhsm.label, "--pin-file", pin_file("0000")], token=softhsm)
     assert code == 5 and report["error"]["code"] == "LOGIN_FAILED"
-    assert "not retried" in report["error"]["message"]
+    assert "not retried" in said(report)
     assert softhsm.objects(key_name) == []
 
 
@@ -180,7 +180,7 @@ def test_module_that_does_not_load(cli, aws_kek, tmp_path, key_name, pin_file):
     code, report = cli.json(["aws", key_name, str(kek_path), "RSAES_OAEP_SHA_1", "--out-dir", str(tmp_path),
                              "--pkcs11-module", "/nonexistent/libpkcs11.so", "--pin-file", pin_file("1234")])
     assert code == 5 and report["error"]["code"] == "MODULE_NOT_FOUND"
-    assert "libcknfast.so" in report["error"]["message"] and "libsofthsm2.so" in report["error"]["message"]
+    assert "libcknfast.so" in said(report) and "libsofthsm2.so" in said(report)
 
 
 def test_text_mode_prints_the_file_and_next_step(cli, softhsm, pin_file, aws_kek, tmp_path, key_name):
@@ -244,4 +244,9 @@ def test_several_tokens_without_a_choice_are_listed(cli, nss, aws_kek, tmp_path,
     code, report = cli.json(["aws", key_name, str(kek_path), "RSAES_OAEP_SHA_1", "--out-dir", str(tmp_path)],
                             token=nss)
     assert code == 5 and report["error"]["code"] == "TOKEN_AMBIGUOUS"
-    assert "NSS Certificate DB" in report["error"]["message"] and "--token" in report["error"]["message"]
+    assert "NSS Certificate DB" in said(report) and "--token" in said(report)
+
+
+def said(report: dict) -> str:
+    """A JSON error's message and remedy, as the text output shows them."""
+    return f"{report['error']['message']} ({report['error']['remedy']})"

@@ -73,7 +73,7 @@ def test_unpinned_certificate_shows_its_fingerprints_and_how_to_confirm(cli, tmp
     code, report = cli.json(["google-compute-engine", "k", str(path), "RSAES_OAEP_SHA_1",
                              "--out-dir", str(out_dir(tmp_path))])
     assert code == 3 and report["error"]["code"] == "CERTIFICATE_UNPINNED"
-    message = report["error"]["message"]
+    message = f"{report['error']['message']} ({report['error']['remedy']})"
     assert certs_openssl_style(cert_sha256(cert)) in message
     assert "openssl x509 -noout -fingerprint -sha256 -in" in message
 

@@ -19,7 +19,7 @@ def failure(cli, args, **kwargs) -> tuple[int, dict]:
     code, report = cli.json(args, **kwargs)
     assert report["ok"] is False
     assert set(report) == {"ok", "error"}
-    assert set(report["error"]) == {"code", "exit", "message"}
+    assert set(report["error"]) == {"code", "exit", "message", "remedy"}
     assert report["error"]["exit"] == code
     assert "\n" not in report["error"]["message"]
     return code, report["error"]
@@ -114,7 +114,7 @@ def test_aws_refuses_a_kek_weaker_than_aes_256_needs(cli, tmp_path, bits):
     out.mkdir()
     code, error = failure(cli, ["aws", "k", str(path), "RSAES_OAEP_SHA_1", "--out-dir", str(out)])
     assert code == 4 and error["code"] == "KEK_TOO_WEAK"
-    assert "RSA_4096" in error["message"] and "--allow-weaker-kek" in error["message"]
+    assert "RSA_4096" in error["remedy"] and "--allow-weaker-kek" in error["remedy"]
     assert list(out.iterdir()) == []
 
 
@@ -196,7 +196,7 @@ def test_gce_uses_only_googles_rsa_2048_certificate(cli, tmp_path, bits):
 def test_aws_refuses_a_size_aws_does_not_issue(cli, tmp_path):
     path = write_spki(rsa_key(2560), tmp_path / "WrappingKey.bin")
     code, error = failure(cli, ["aws", "k", str(path), "RSAES_OAEP_SHA_1", "--allow-weaker-kek"])
-    assert code == 3 and "RSA_4096" in error["message"]
+    assert code == 3 and "RSA_4096" in f"{error['message']} {error['remedy']}"
 
 
 def test_an_unusable_audit_log_fails_before_anything(cli, tmp_path, kek4096):

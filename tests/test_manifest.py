@@ -269,12 +269,12 @@ def test_an_unreadable_output_is_a_read_failure(export_dir, monkeypatch):
     # Root reads a mode-0 file anyway, so the refusal comes from the hashing step itself.
     import cssadmin.manifest as manifest_module
     unreadable = OUTPUTS[0][0]
-    real = manifest_module.sha256_of_file
+    real = manifest_module._sha256_of
 
-    def refuse_one(path):
-        if Path(path).name == unreadable:
-            raise PermissionError(13, "Permission denied", str(path))
-        return real(path)
-    monkeypatch.setattr(manifest_module, "sha256_of_file", refuse_one)
+    def refuse_one(handle, size):   # the file is opened by descriptor: know it by its size
+        if size == len(OUTPUTS[0][1]):
+            raise PermissionError(13, "Permission denied")
+        return real(handle, size)
+    monkeypatch.setattr(manifest_module, "_sha256_of", refuse_one)
     error = refusal(manifest_path(export_dir))
     assert error.code == "MANIFEST_READ_FAILED" and unreadable in error.message

@@ -84,7 +84,7 @@ def test_google_kms_refuses_rsa_targets_under_plain_oaep(cli, kek_files, keystor
     kek, _ = kek_files(4096)
     code, report = cli.json(["google-cloud-key-management", key_name, str(kek), "-k", "RSA-2048",
                              "--import-method", "RSA_OAEP_4096_SHA256", "--out-dir", str(out), *keystore])
-    assert code == 4 and "RSA_OAEP_4096_SHA256_AES_256" in report["error"]["message"]
+    assert code == 4 and "RSA_OAEP_4096_SHA256_AES_256" in f"{report['error']['message']} {report['error']['remedy']}"
     assert list(out.iterdir()) == []
 
 
@@ -144,7 +144,7 @@ def test_azure_ec_p256_needs_a_3072_kek(cli, kek_files, keystore, out, key_name)
     base = ["microsoft-azure", key_name, "--azure-kek", KID, "-k", "EC-NISTP256", "--out-dir", str(out), *keystore]
     code, report = cli.json(base[:2] + [str(kek2048)] + base[2:])
     assert code == 4 and report["error"]["code"] == "KEK_TOO_WEAK"
-    assert "needs 128" in report["error"]["message"] and "3072" in report["error"]["message"]
+    assert "needs 128" in report["error"]["message"] and "3072" in f"{report['error']['message']} {report['error']['remedy']}"
     code, report = cli.json(base[:2] + [str(kek2048)] + base[2:] + ["--allow-weaker-kek"])
     assert code == 0, report
     assert report["wrapping_key"]["allow_weaker_kek"] is True
@@ -281,7 +281,7 @@ def test_softhsm_is_refused_for_private_keys_by_the_self_test(cli, softhsm, pin_
     code, report = cli.json([provider, key_name, str(kek), "-k", key_type, "--out-dir", str(out), *extra,
                              *softhsm.cli_args(pin_file)], token=softhsm)
     assert code == 5 and report["error"]["code"] == "SELF_TEST_FAILED"
-    message = report["error"]["message"]
+    message = f"{report['error']['message']} ({report['error']['remedy']})"
     assert "CKM_AES_KEY_WRAP_PAD" in message and "zero-pads" in message
     assert "RFC 5649" in message and "--keystore" in message
     assert list(out.iterdir()) == []

@@ -424,3 +424,58 @@ def test_windows_bus_query_failure_is_not_removable():
     assert windows(api) == Detection(
         False, "E:\\keys is on E:\\ (drive type fixed, bus unknown: [Errno 5] Access is denied)"
     )
+
+
+# ---------------------------------------------------------------- issue 13: a mount's source is not evidence
+
+@pytest.fixture
+def tmpfs_named_like_a_stick(tmp_path):
+    """A real tmpfs mounted with the source string /dev/sdb1, as `mount -t tmpfs /dev/sdb1 DIR` allows."""
+    mountpoint = tmp_path / "usb"
+    mountpoint.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "/dev/sdb1", str(mountpoint)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root and mount permission): {result.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=False)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux mounts")
+def test_a_tmpfs_with_a_device_like_source_is_not_removable(tmpfs_named_like_a_stick, sysfs):
+    add_usb_stick(sysfs)    # the device the source string names is a USB stick
+    detection = detect(tmpfs_named_like_a_stick, sysfs_root=str(sysfs))
+    assert detection.removable is False
+    assert "tmpfs" in detection.detail and "no block device" in detection.detail
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux mounts")
+def test_detect_fd_judges_the_open_directory(tmpfs_named_like_a_stick, sysfs):
+    from cssadmin.removable import detect_fd
+    add_usb_stick(sysfs)
+    descriptor = os.open(tmpfs_named_like_a_stick, os.O_RDONLY)
+    try:
+        assert detect_fd(descriptor, "/media/usb", sysfs_root=str(sysfs)) == Detection(
+            False, "/media/usb is on a virtual filesystem (tmpfs, source /dev/sdb1) with no block device")
+    finally:
+        os.close(descriptor)
+
+
+@pytest.mark.parametrize("fstype", ["fuse.sshfs", "nfs4", "cifs", "overlay", "9p", "virtiofs", "squashfs"])
+def test_non_block_filesystems_naming_a_usb_partition_are_not_removable(sysfs, tmp_path, fstype):
+    add_usb_stick(sysfs)
+    proc = tmp_path / "proc"
+    write_mountinfo(proc, f"88 27 0:40 / /media/usb rw,relatime - {fstype} /dev/sdb1 rw")
+    assert linux(os.makedev(0, 40), sysfs, proc).removable is False
+
+
+def test_require_removable_refuses_the_disguised_tmpfs(tmpfs_named_like_a_stick, tmp_path):
+    from keks import rsa_key, write_spki
+    kek = write_spki(rsa_key(4096), tmp_path / "WrappingKey.bin")
+    result = subprocess.run([sys.executable, "-m", "cssadmin", "--json", "aws", "k", str(kek), "RSAES_OAEP_SHA_1",
+                             "--out-dir", str(tmpfs_named_like_a_stick), "--require-removable", "--no-audit"],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert result.returncode == 7
+    assert json.loads(result.stdout)["error"]["code"] == "NOT_REMOVABLE"

@@ -5,6 +5,7 @@ named files and the next command to run.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -26,6 +27,7 @@ KNOWN_ALGORITHMS = frozenset({
     "RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_512", "RSAES_PKCS1_V1_5",
     "RSA_AES_KEY_WRAP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1",
 })
+_ALGORITHM_LIKE = re.compile(r"[A-Za-z0-9]+(?:[_-][A-Za-z0-9]+)+")
 
 # The provider-specific options, by Options field, as the command line spells them.
 OPTION_FLAGS = {"import_method": "--import-method", "azure_kek": "-a/--azure-kek", "csek_uri": "--csek-uri"}
@@ -95,7 +97,9 @@ class Provider:
         if name is None:
             raise UsageError(f"{self.name} needs a wrapAlg argument; one of: {allowed}", code="WRAP_ALG_MISSING")
         if name not in KNOWN_ALGORITHMS:
-            raise UsageError(f"{name!r} is not a wrapping algorithm; {self.name} takes: {allowed}",
+            # Shown only when it looks like an algorithm name: a PIN typed here must not reach the screen.
+            shown = repr(name) if _ALGORITHM_LIKE.fullmatch(name) else "the 4th positional argument (value not shown)"
+            raise UsageError(f"{shown} is not a wrapping algorithm; {self.name} takes: {allowed}",
                              code="WRAP_ALG_UNKNOWN")
         if name not in self.algorithms:
             raise PolicyError(f"{self.name} does not accept {name}; allowed: {allowed}",

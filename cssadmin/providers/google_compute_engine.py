@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from .. import schemes
@@ -12,6 +13,10 @@ from .base import Options, Provider, Wrapped
 
 DEPRECATION = ("Google marks customer-supplied encryption keys (CSEK) deprecated in the Compute Engine API "
                "and recommends Cloud KMS keys (CMEK); the export still works where CSEK is accepted")
+
+# A disk's resource URL: https://www.googleapis.com/compute/v1/projects/P/zones/Z/disks/D
+_DISK_URI = re.compile(r"/projects/(?P<project>[a-z0-9.:-]+)/zones/(?P<zone>[a-z0-9-]+)"
+                       r"/disks/(?P<disk>[a-z0-9-]+)$")
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,10 @@ class GoogleComputeEngine(Provider):
                  f"'Customer-supplied encryption key', tick 'Wrapped key', and paste the contents of "
                  f"{wrapped.key_name}-wrapped")
         if options.csek_uri:
-            steps += (f"; or: gcloud beta compute disks create <DISK> --zone <ZONE> "
+            disk = _DISK_URI.search(options.csek_uri)
+            target = (f"{disk['disk']} --zone {disk['zone']} --project {disk['project']}" if disk
+                      else "<DISK> --zone <ZONE>")
+            steps += (f"; or: gcloud beta compute disks create {target} "
                       f"--csek-key-file {wrapped.key_name}-csek.json")
         return steps
 
