@@ -108,6 +108,7 @@ def parse(request: Request) -> Plan:
         ("--ca-bundle", request.trust.ca_bundle), ("--pins", request.trust.pins),
         ("--trust-unpinned", request.trust.trust_unpinned)) if given])
     key_type = provider.key_type(request.key_type)
+    provider.check_target(key_type, request.options)
     names = tuple(provider.output_names(request.key_name, key_type, request.options))
     output.preflight(request.out_dir, [*names, manifest.manifest_name(request.key_name)], request.force,
                      require_removable=request.require_removable)
