@@ -7,6 +7,7 @@ from .errors import UsageError
 
 USAGE = ("cssadmin [-h] [--version] [-m MODULE] [-O CARDSET | -S SOFTCARD | -M] [-a AZUREKEK] "
          "[-k KEYTYPE] [options] provider keyName wrapKey [wrapAlg]\n"
+         "       cssadmin export-plan PLAN.toml [--check] [options]\n"
          "       cssadmin verify-manifest FILE\n"
          "       cssadmin verify-audit FILE")
 
@@ -14,7 +15,12 @@ DESCRIPTION = """\
 Generate a key inside a PKCS#11 token, wrap it inside the token with a cloud's public wrapping
 key, and write the files that the cloud's bring-your-own-key import expects.
 
-providers: aws, google-compute-engine, google-cloud-key-management, microsoft-azure, salesforce"""
+providers: aws, google-compute-engine, google-cloud-key-management, microsoft-azure, salesforce,
+oci, hashicorp-vault
+
+export-plan PLAN.toml wraps one key for every destination of a TOML ceremony plan: all wrapping
+keys are judged before the token is opened, files go to <out-dir>/<destination name>/, all or
+nothing; --check stops before the token and prints what would be done (README: ceremony plans)."""
 
 EXIT_CODES = """\
 exit codes:
@@ -76,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     key = parser.add_argument_group("key and provider")
     key.add_argument("-k", "--key-type", metavar="KEYTYPE",
                      help="AES-256, EC-NISTP256, EC-NISTP384, EC-NISTP521, EC-SECP256K1, RSA-2048, RSA-3072, "
-                          "RSA-4096; aws and google-cloud-key-management also HMAC-224, HMAC-256, HMAC-384, HMAC-512")
+                          "RSA-4096; aws and google-cloud-key-management also HMAC-224, HMAC-256, HMAC-384, HMAC-512; "
+                          "AES-128 and AES-192 for oci and microsoft-azure (Managed HSM), AES-128 for "
+                          "hashicorp-vault (see README's provider table)")
     key.add_argument("-a", "--azure-kek", metavar="AZUREKEK", help="Azure key ID (kid) of the KEK")
     key.add_argument("--import-method", metavar="METHOD", help="Google Cloud KMS import method")
     key.add_argument("--csek-uri", metavar="URI", help="also write the gcloud --csek-key-file for this disk URI")
@@ -99,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--require-removable", action="store_true", help="refuse a destination that is not removable media")
     out.add_argument("--audit-log", metavar="FILE", help="append the audit record here")
     out.add_argument("--no-audit", action="store_true", help="write no audit record")
+    out.add_argument("--check", action="store_true",
+                     help="export-plan: check everything up to the token and print what would be done")
     out.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     out.add_argument("--verbose", action="store_true", help="show a traceback for internal errors")
     return parser

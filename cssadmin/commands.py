@@ -12,12 +12,22 @@ from . import secret_input
 from .errors import UsageError
 
 VERIFY_ACTIONS = ("verify-manifest", "verify-audit")
+PLAN_ACTION = "export-plan"
+# What a plan sets per destination, so the command line must not.
+_PLAN_FIELDS_NOT_OPTIONS = (("key_type", "-k/--key-type"), ("azure_kek", "-a/--azure-kek"),
+                            ("import_method", "--import-method"), ("csek_uri", "--csek-uri"),
+                            ("expect_fingerprint", "--expect-fingerprint"), ("ca_bundle", "--ca-bundle"),
+                            ("pins", "--pins"), ("trust_unpinned", "--trust-unpinned"))
 
 
 def dispatch(namespace: argparse.Namespace) -> dict:
     args = namespace.args
     if args and args[0] in VERIFY_ACTIONS:
         return _verify_action(args)
+    if args and args[0] == PLAN_ACTION:
+        return export_plan(namespace)
+    if namespace.check:
+        raise UsageError("--check applies to export-plan only")
     if len(args) < 3:
         raise UsageError("missing arguments: provider keyName wrapKey [wrapAlg] are required (see --help)")
     if len(args) > 4:
@@ -66,6 +76,26 @@ def export(namespace: argparse.Namespace) -> dict:
         audit_log=None if namespace.no_audit else _audit_path(namespace.audit_log),
     )
     return export.run(request, lambda: _open_custody(namespace)).as_dict()
+
+
+def export_plan(namespace: argparse.Namespace) -> dict:
+    from . import plan
+
+    if len(namespace.args) != 2:
+        raise UsageError(f"usage: cssadmin {PLAN_ACTION} PLAN.toml [--check] [options]")
+    _check_conflicts(namespace)
+    given = [flag for field, flag in _PLAN_FIELDS_NOT_OPTIONS if getattr(namespace, field)]
+    if given:
+        raise UsageError(f"{', '.join(given)}: a plan sets these per destination (and key_type once), not on "
+                         "the command line", code="OPTION_NOT_APPLICABLE")
+    settings = plan.Settings(out_dir=namespace.out_dir, force=namespace.force,
+                             require_removable=namespace.require_removable,
+                             allow_weaker_kek=namespace.allow_weaker_kek, allow_deprecated=namespace.allow_deprecated,
+                             audit_log=None if namespace.no_audit else _audit_path(namespace.audit_log))
+    ceremony = plan.load(namespace.args[1], settings)
+    if namespace.check:
+        return plan.check(ceremony)
+    return plan.run(ceremony, lambda: _open_custody(namespace))
 
 
 def _audit_path(given: str | None) -> Path:

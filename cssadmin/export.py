@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from . import __version__, audit, manifest, output, trust
 from .custody import Custody
@@ -101,6 +101,16 @@ def run(request: Request, open_custody: Callable[[], Custody], now: Callable[[],
 
 # --- the steps, in order ---------------------------------------------------------------------
 def parse(request: Request) -> Plan:
+    plan = check_request(request)
+    output.preflight(request.out_dir, [*plan.output_names, manifest.manifest_name(request.key_name)], request.force,
+                     require_removable=request.require_removable)
+    if request.audit_log is not None:
+        audit.check_appendable(request.audit_log)
+    return plan
+
+
+def check_request(request: Request) -> Plan:
+    """The request on its own, touching nothing: names, options, key type, the files it will make."""
     provider = request.provider
     check_key_name(request.key_name)
     provider.check_options(request.options)
@@ -110,10 +120,6 @@ def parse(request: Request) -> Plan:
     key_type = provider.key_type(request.key_type)
     provider.check_target(key_type, request.options)
     names = tuple(provider.output_names(request.key_name, key_type, request.options))
-    output.preflight(request.out_dir, [*names, manifest.manifest_name(request.key_name)], request.force,
-                     require_removable=request.require_removable)
-    if request.audit_log is not None:
-        audit.check_appendable(request.audit_log)
     return Plan(request, key_type, names, tuple(provider.warnings(request.options)))
 
 
@@ -137,19 +143,26 @@ def decide_policy(plan: Plan, kek: WrappingKey) -> PolicyDecision:
 
 def wrap_in_custody(plan: Plan, policy: PolicyDecision, kek: WrappingKey,
                     open_custody: Callable[[], Custody]) -> Exported:
-    """Open the custody, find or create the key, self-test the mechanism, wrap. A key this run
-    created is discarded if any of that fails."""
-    key_type = plan.key_type
-    with open_custody() as custody, custody.key(plan.request.key_name, key_type) as key:
-        custody.self_test(key_type, policy.scheme)
-        blob = custody.wrap(key.handle, policy.scheme, kek.public_key)
-        wrapped = Wrapped(
-            key_name=key.name, key_type=key_type, algorithm=policy.algorithm, blob=blob,
-            secret_sha256=None if key_type.is_private_key else custody.digest(key.handle),
-            public_key_pem=custody.public_key_pem(key),
-            generator=f"cssadmin {__version__}; {custody.description}")
-        return Exported(KeyFacts(key.name, key_type.name, key.created, custody.protection), wrapped,
-                        (SOFTWARE_WARNING,) if custody.protection == "software" else ())
+    return wrap_for_each(plan.request.key_name, plan.key_type, [(policy, kek)], open_custody)[0]
+
+
+def wrap_for_each(key_name: str, key_type: KeyType, jobs: Sequence[tuple[PolicyDecision, WrappingKey]],
+                  open_custody: Callable[[], Custody]) -> tuple[Exported, ...]:
+    """Open the custody, find or create the key, self-test each distinct scheme once, wrap the key for
+    each (policy, wrapping key). A key this run created is discarded if any of that fails."""
+    with open_custody() as custody, custody.key(key_name, key_type) as key:
+        for scheme in dict.fromkeys(policy.scheme for policy, _ in jobs):
+            custody.self_test(key_type, scheme)
+        blobs = [custody.wrap(key.handle, policy.scheme, kek.public_key) for policy, kek in jobs]
+        secret_sha256 = None if key_type.is_private_key else custody.digest(key.handle)
+        public_key_pem = custody.public_key_pem(key)
+        generator = f"cssadmin {__version__}; {custody.description}"
+        facts = KeyFacts(key.name, key_type.name, key.created, custody.protection)
+        warnings = (SOFTWARE_WARNING,) if custody.protection == "software" else ()
+        return tuple(Exported(facts, Wrapped(key_name=key.name, key_type=key_type, algorithm=policy.algorithm,
+                                             blob=blob, secret_sha256=secret_sha256,
+                                             public_key_pem=public_key_pem, generator=generator), warnings)
+                     for (policy, _), blob in zip(jobs, blobs, strict=True))
 
 
 def describe(plan: Plan, kek: WrappingKey, verdict: trust.TrustVerdict, policy: PolicyDecision,
@@ -169,10 +182,15 @@ def describe(plan: Plan, kek: WrappingKey, verdict: trust.TrustVerdict, policy: 
 
 def write_files(plan: Plan, wrapped: Wrapped, facts: ExportFacts) -> list[FileFacts]:
     """The cloud's files, then the manifest that lists them, placed as one unit."""
+    return output.write_all(plan.request.out_dir, build_files(plan, wrapped, facts), plan.request.force)
+
+
+def build_files(plan: Plan, wrapped: Wrapped, facts: ExportFacts) -> list[tuple[str, bytes]]:
+    """The cloud's files, then the manifest that lists them (last: it vouches for the others)."""
     request = plan.request
     files = [(item.name, item.data) for item in request.provider.outputs(wrapped, request.options)]
     files.append((manifest.manifest_name(request.key_name), manifest.build_manifest(facts, files)))
-    return output.write_all(request.out_dir, files, request.force)
+    return files
 
 
 def record_audit(plan: Plan, facts: ExportFacts, written: list[FileFacts]) -> None:
