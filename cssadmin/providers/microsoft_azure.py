@@ -28,8 +28,10 @@ class MicrosoftAzure(Provider):
 
     def check_target(self, key_type: KeyType, options: Options) -> None:
         if key_type.family == "aes" and parse_kid(options.azure_kek).service != "managedhsm":
+            vault_types = ", ".join(name for name in self.key_types if not name.startswith("AES-"))
             raise PolicyError(f"{key_type.name} (oct-HSM) imports only into an Azure Managed HSM; Key Vault has no "
-                              "oct-HSM import, and this KEK's kid names a vault", code="KEY_TYPE_NOT_ALLOWED",
+                              f"oct-HSM import, and this KEK's kid names a vault (a vault takes: {vault_types})",
+                              code="KEY_TYPE_NOT_ALLOWED",
                               remedy="use the kid of a KEK in a Managed HSM (https://<hsm>.managedhsm.azure.net/...)")
 
     def choose_algorithm(self, key_type: KeyType, kek: WrappingKey, options: Options) -> tuple[str, WrapScheme]:
