@@ -199,9 +199,14 @@ def write_tree(out_dir: str | os.PathLike, groups: list[tuple[str, list[tuple[st
         staged.append(durable.stage(voucher_final, voucher[1]))
         _verify(staged[-1], hashlib.sha256(voucher[1]).hexdigest())
         checkpoint("staged")
-        if force and voucher_final.exists():
-            os.unlink(voucher_final)
-            fsync_directory(top)
+        # Old vouchers go first (the plan manifest, then each existing directory's own manifest, the
+        # last file of its group), so no crash leaves an old manifest beside new files.
+        old_vouchers = [voucher_final] + [top / subdirectory / files[-1][0] for subdirectory, files in groups
+                                          if files and (top / subdirectory) not in {final for _, final in built}]
+        for old in old_vouchers if force else []:
+            if old.exists():
+                os.unlink(old)
+                fsync_directory(old.parent)
         for where, final_dir in built:
             if os.path.lexists(final_dir):
                 raise durable.AlreadyExists(errno.EEXIST, "already exists", str(final_dir))

@@ -32,6 +32,7 @@ PLAN_FIELDS = frozenset({"key", "key_type", "destination"})
 DESTINATION_FIELDS = frozenset({"name", "provider", "wrapping_key", "algorithm", "expect_fingerprint",
                                 "azure_kek", "import_method", "csek_uri", "pins", "ca_bundle", "trust_unpinned"})
 _FORBIDDEN_IN_NAME = set('/\\:*?"<>|\0')
+_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{n}" for n in range(1, 10)), *(f"LPT{n}" for n in range(1, 10))}
 
 
 @dataclass(frozen=True)
@@ -127,9 +128,10 @@ def _no_unknown(table: dict, allowed: frozenset[str], where: str) -> None:
 def check_destination_name(name: object, position: int) -> str:
     """A bare directory name: one path component, portable, not hidden, not '.' or '..'."""
     if (not isinstance(name, str) or not name or len(name) > 64 or name != name.strip() or name.startswith(".")
-            or name.rstrip(". ") != name or any(char in _FORBIDDEN_IN_NAME or ord(char) < 32 for char in name)):
+            or name.rstrip(". ") != name or any(char in _FORBIDDEN_IN_NAME or ord(char) < 32 for char in name)
+            or name.split(".")[0].upper() in _WINDOWS_DEVICES):
         raise UsageError(f"destination {position}: name {name!r} is not a bare directory name (1-64 characters, "
-                         "no path separators, no leading dot or trailing dot or space)", code="BAD_DESTINATION_NAME")
+                         "no path separators, no leading dot or trailing dot or space, no Windows device name)", code="BAD_DESTINATION_NAME")
     return name
 
 

@@ -187,7 +187,7 @@ def test_check_reports_a_bad_destination(cli, keks, keystore, out, tmp_path, key
     assert code == 3 and report["error"]["message"].startswith("destination 'gcp-europe': "), report
 
 
-@pytest.mark.parametrize("name", ["../escape", "a/b", "a\\b", ".hidden", "..", "", "trailing.", "C:x", " space"])
+@pytest.mark.parametrize("name", ["../escape", "a/b", "a\\b", ".hidden", "..", "", "trailing.", "C:x", " space", "NUL", "com1.txt"])
 def test_destination_names_are_bare_directory_names(cli, keks, keystore, out, tmp_path, key_name, name):
     plan = write_plan(tmp_path, key_name, [{"name": name, "provider": "aws", "wrapping_key": keks("a", 4096),
                                             "algorithm": "RSAES_OAEP_SHA_1"}])
@@ -283,3 +283,49 @@ def test_a_plan_killed_after_staging_leaves_nothing(cli, softhsm, pin_file, keks
     assert code == 0, report
     secrets = unwrap_three(out, key_name, keks, "sha1")
     assert secrets.count(secrets[0]) == 3 and hashlib.sha256(secrets[0]).digest() == softhsm.digest(key_name)
+
+
+def test_a_second_run_needs_force_and_then_replaces_in_place(cli, keks, keystore, out, tmp_path, key_name):
+    plan = write_plan(tmp_path, key_name, three_destinations(keks, "RSA_AES_KEY_WRAP_SHA_256"))
+    args = ["export-plan", str(plan), "--out-dir", str(out), "--no-audit", *keystore]
+    assert cli.json(args)[0] == 0
+    first = unwrap_three(out, key_name, keks, "sha256")
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    code, report = cli.json(args)
+    assert code == 7 and report["error"]["code"] == "OUTPUT_EXISTS", report
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+    code, report = cli.json(args + ["--force"])
+    assert code == 0, report
+    assert all(d["key"]["created"] is False for d in report["destinations"])
+    assert unwrap_three(out, key_name, keks, "sha256") == first
+    assert (out / "aws-us-east-1" / f"{key_name}-wrapped").read_bytes() != before[out / "aws-us-east-1" / f"{key_name}-wrapped"]
+    assert not [path for path in out.rglob("*") if ".cssadmin-" in path.name]
+
+
+def test_one_key_one_login_each_scheme_self_tested_once(keks, tmp_path, out, key_name):
+    from cssadmin import plan
+    from cssadmin.custody.software import SoftwareKeystore
+    calls = []
+
+    class Counting(SoftwareKeystore):
+        def get_or_create(self, name, key_type):
+            calls.append(("key", name))
+            return super().get_or_create(name, key_type)
+
+        def self_test(self, key_type, scheme):
+            calls.append(("self-test", scheme.kind, scheme.hash))
+            super().self_test(key_type, scheme)
+
+    destinations = three_destinations(keks, "RSA_AES_KEY_WRAP_SHA_256")
+    destinations.append({"name": "aws-ap", "provider": "aws", "wrapping_key": keks("ap", 4096, der=True),
+                         "algorithm": "RSAES_OAEP_SHA_1"})
+    ceremony = plan.load(str(write_plan(tmp_path, key_name, destinations)), plan.Settings(out_dir=str(out)))
+    opened = []
+
+    def open_custody():
+        opened.append(1)
+        return Counting(str(tmp_path / "ks"), lambda confirm=False: "passphrase 123456", scrypt_n=2 ** 10)
+    report = plan.run(ceremony, open_custody)
+    assert len(opened) == 1 and len(report["destinations"]) == 4
+    assert calls == [("key", key_name), ("self-test", "oaep", "sha1"), ("self-test", "rsa_aes", "sha256"),
+                     ("self-test", "rsa_aes", "sha1")]
