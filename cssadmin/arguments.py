@@ -9,6 +9,7 @@ from .errors import UsageError
 
 USAGE = ("cssadmin [-h] [--version] [-m MODULE] [-O CARDSET | -S SOFTCARD | -M] [-a AZUREKEK] "
          "[-k KEYTYPE] [options] provider keyName wrapKey [wrapAlg]\n"
+         "       cssadmin export-plan PLAN.toml [--check] [options]\n"
          "       cssadmin verify-manifest FILE [--signer-fingerprint SHA256 | --signer-key PEM] "
          "[--expect-head SEQ:SHA256]\n"
          "       cssadmin verify-audit FILE [--signer-fingerprint SHA256 | --signer-key PEM] "
@@ -23,13 +24,19 @@ providers, and the key type each makes without -k:
   aws                          AES-256 (also RSA, EC and HMAC with RSA_AES_KEY_WRAP_SHA_*)
   google-compute-engine        AES-256 (the only type)
   google-cloud-key-management  RSA-2048 (also EC, AES-256 and HMAC)
-  microsoft-azure              RSA-2048 (also RSA-3072/4096 and EC)
-  salesforce                   AES-256 (the only type)"""
+  microsoft-azure              RSA-2048 (also RSA-3072/4096 and EC; AES to a Managed HSM)
+  salesforce                   AES-256 (the only type)
+  oci                          AES-256 (also AES-128/192 and RSA)
+  hashicorp-vault              AES-256 (also AES-128, RSA, EC and HMAC)
+
+export-plan PLAN.toml wraps one key for every destination of a TOML ceremony plan: all wrapping
+keys are judged before the token is opened, files go to <out-dir>/<destination name>/, all or
+nothing; --check stops before the token and prints what would be done (README: ceremony plans)."""
 
 # The default key type of each provider as --help states it (a test holds it to the providers' own).
 DEFAULT_KEY_TYPES = {"aws": "AES-256", "google-compute-engine": "AES-256",
                      "google-cloud-key-management": "RSA-2048", "microsoft-azure": "RSA-2048",
-                     "salesforce": "AES-256"}
+                     "salesforce": "AES-256", "oci": "AES-256", "hashicorp-vault": "AES-256"}
 
 EXIT_CODES = """\
 exit codes:
@@ -166,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     key = parser.add_argument_group("key and provider")
     key.add_argument("-k", "--key-type", metavar="KEYTYPE",
                      help="AES-256, EC-NISTP256, EC-NISTP384, EC-NISTP521, EC-SECP256K1, RSA-2048, RSA-3072, "
-                          "RSA-4096; aws and google-cloud-key-management also HMAC-224, HMAC-256, HMAC-384, HMAC-512")
+                          "RSA-4096; aws and google-cloud-key-management also HMAC-224, HMAC-256, HMAC-384, HMAC-512; "
+                          "AES-128 and AES-192 for oci and microsoft-azure (Managed HSM), AES-128 for "
+                          "hashicorp-vault (see README's provider table)")
     key.add_argument("--reuse-key", action="store_true",
                      help="re-export an existing key that was created for another provider")
     key.add_argument("-a", "--azure-kek", metavar="AZUREKEK", help="Azure key ID (kid) of the KEK")
@@ -195,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--require-removable", action="store_true", help="refuse a destination that is not removable media")
     out.add_argument("--audit-log", metavar="FILE", help="append the audit record here")
     out.add_argument("--no-audit", action="store_true", help="write no audit record")
+    out.add_argument("--check", action="store_true",
+                     help="export-plan: check everything up to the token and print what would be done")
     out.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     out.add_argument("--verbose", action="store_true", help="show a traceback for internal errors")
 

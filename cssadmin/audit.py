@@ -132,7 +132,7 @@ class AuditLog:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._descriptor: int | None = None
-        self._appended = self._closed = False
+        self._closed = False
         if os.path.lexists(self.path):
             self._open_and_lock(os.O_RDWR | os.O_APPEND)
             try:
@@ -219,8 +219,6 @@ class AuditLog:
     def append(self, pending: PendingRecord) -> dict:
         """Write the pending record, fsync it; refused if the log is not as it was when it was computed."""
         descriptor = self._open_descriptor()
-        if self._appended:
-            raise ValueError("one AuditLog appends one record")
         try:
             if os.fstat(descriptor).st_size != pending.size_before:
                 raise OutputError(f"audit log {self.path} changed while it was locked; not appending",
@@ -233,7 +231,6 @@ class AuditLog:
                 raise
         except OSError as failure:
             raise _write_failed(self.path, failure) from None
-        self._appended = True
         return pending.record
 
 

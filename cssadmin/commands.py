@@ -16,6 +16,12 @@ REQUIRE_PINNED_VARIABLE = "CSSADMIN_REQUIRE_PINNED"   # a host can enforce pinni
 SIGNING_KEY_ACTION = "signing-key"
 _VERIFY_OPTIONS = ("--signer-fingerprint", "signer_fingerprint"), ("--signer-key", "signer_key"), \
     ("--expect-head", "expect_head")
+PLAN_ACTION = "export-plan"
+# What a plan sets per destination, so the command line must not.
+_PLAN_FIELDS_NOT_OPTIONS = (("key_type", "-k/--key-type"), ("azure_kek", "-a/--azure-kek"),
+                            ("import_method", "--import-method"), ("csek_uri", "--csek-uri"),
+                            ("expect_fingerprint", "--expect-fingerprint"), ("ca_bundle", "--ca-bundle"),
+                            ("pins", "--pins"), ("trust_unpinned", "--trust-unpinned"))
 
 
 def dispatch(namespace: argparse.Namespace) -> dict:
@@ -26,6 +32,11 @@ def dispatch(namespace: argparse.Namespace) -> dict:
     if args and args[0] == SIGNING_KEY_ACTION:
         _refuse(namespace, args[0], *_VERIFY_OPTIONS)
         return _signing_key_action(namespace)
+    if args and args[0] == PLAN_ACTION:
+        _refuse(namespace, args[0], *_VERIFY_OPTIONS, ("--signing-key", "signing_key"), ("--out", "out"))
+        return export_plan(namespace)
+    if namespace.check:
+        raise UsageError("--check applies to export-plan only")
     if len(args) < 3:
         raise UsageError("missing arguments: provider keyName wrapKey [wrapAlg] are required (see --help)")
     _refuse(namespace, "an export", *_VERIFY_OPTIONS, ("--out", "out"))
@@ -132,7 +143,7 @@ def export(namespace: argparse.Namespace) -> dict:
         trust=TrustRequest(expected_fingerprints=tuple(_fingerprints(namespace.expect_fingerprint)),
                            ca_bundle=namespace.ca_bundle, pins=namespace.pins,
                            trust_unpinned=namespace.trust_unpinned,
-                           require_pinned=namespace.require_pinned or os.environ.get(REQUIRE_PINNED_VARIABLE) == "1"),
+                           require_pinned=_require_pinned(namespace)),
         out_dir=namespace.out_dir,
         force=namespace.force,
         require_removable=namespace.require_removable,
@@ -142,6 +153,31 @@ def export(namespace: argparse.Namespace) -> dict:
         signing_key=namespace.signing_key,
     )
     return export.run(request, lambda: _open_custody(namespace)).as_dict()
+
+
+def export_plan(namespace: argparse.Namespace) -> dict:
+    from . import plan
+
+    if len(namespace.args) != 2:
+        raise UsageError(f"usage: cssadmin {PLAN_ACTION} PLAN.toml [--check] [options]")
+    _check_conflicts(namespace)
+    given = [flag for field, flag in _PLAN_FIELDS_NOT_OPTIONS if getattr(namespace, field)]
+    if given:
+        raise UsageError(f"{', '.join(given)}: a plan sets these per destination (and key_type once), not on "
+                         "the command line", code="OPTION_NOT_APPLICABLE")
+    settings = plan.Settings(out_dir=namespace.out_dir, force=namespace.force,
+                             require_removable=namespace.require_removable,
+                             allow_weaker_kek=namespace.allow_weaker_kek, allow_deprecated=namespace.allow_deprecated,
+                             reuse_key=namespace.reuse_key, require_pinned=_require_pinned(namespace),
+                             audit_log=None if namespace.no_audit else _audit_path(namespace.audit_log))
+    ceremony = plan.load(namespace.args[1], settings)
+    if namespace.check:
+        return plan.check(ceremony)
+    return plan.run(ceremony, lambda: _open_custody(namespace))
+
+
+def _require_pinned(namespace: argparse.Namespace) -> bool:
+    return namespace.require_pinned or os.environ.get(REQUIRE_PINNED_VARIABLE) == "1"
 
 
 def _audit_path(given: str | None) -> Path:

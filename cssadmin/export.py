@@ -14,7 +14,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from . import __version__, audit, manifest, output, trust
 from .custody import Custody, KeyRef
@@ -109,7 +109,7 @@ def utc_now() -> datetime:
 
 def run(request: Request, open_custody: Callable[[], Custody], now: Callable[[], datetime] = utc_now) -> Report:
     plan = parse(request)
-    with open_audit(request) as log:
+    with open_audit(request.audit_log) as log:
         kek = load_wrapping_key_file(request.wrap_key_path)
         verdict = judge_wrapping_key(plan, kek, now())
         policy = decide_policy(plan, kek)
@@ -128,6 +128,18 @@ def run(request: Request, open_custody: Callable[[], Custody], now: Callable[[],
 
 # --- the steps, in order ---------------------------------------------------------------------
 def parse(request: Request) -> Plan:
+    """The request checked, and its destination found usable (the audit log is the next pre-flight)."""
+    plan = check_request(request)
+    evidence_names = [manifest.manifest_name(request.key_name)]
+    if request.signing_key is not None:
+        evidence_names.append(manifest.signature_name(request.key_name))
+    output.preflight(request.out_dir, [*plan.output_names, *evidence_names], request.force,
+                     require_removable=request.require_removable)
+    return plan
+
+
+def check_request(request: Request) -> Plan:
+    """The request on its own, touching nothing: names, options, key type, the files it will make."""
     provider = request.provider
     check_key_name(request.key_name)
     if request.signing_key is not None:
@@ -139,18 +151,14 @@ def parse(request: Request) -> Plan:
     provider.check_trust_options([flag for flag, given in (
         ("--ca-bundle", request.trust.ca_bundle), ("--trust-unpinned", request.trust.trust_unpinned)) if given])
     key_type = provider.key_type(request.key_type)
+    provider.check_target(key_type, request.options)
     names = tuple(provider.output_names(request.key_name, key_type, request.options))
-    evidence_names = [manifest.manifest_name(request.key_name)]
-    if request.signing_key is not None:
-        evidence_names.append(manifest.signature_name(request.key_name))
-    output.preflight(request.out_dir, [*names, *evidence_names], request.force,
-                     require_removable=request.require_removable)
     return Plan(request, key_type, names, tuple(provider.warnings(request.options)))
 
 
-def open_audit(request: Request):
+def open_audit(path: Path | None):
     """The audit log, opened and locked until the record is appended: the last pre-flight check."""
-    return audit.AuditLog(request.audit_log) if request.audit_log is not None else nullcontext(None)
+    return audit.AuditLog(path) if path is not None else nullcontext(None)
 
 
 def signing_key(custody: Custody, label: str | None):
@@ -177,16 +185,24 @@ def decide_policy(plan: Plan, kek: WrappingKey) -> PolicyDecision:
 
 def wrap(plan: Plan, policy: PolicyDecision, kek: WrappingKey, custody: Custody, key: KeyRef) -> Exported:
     """Self-test the mechanism on throwaway keys, then wrap the real one, both in the custody."""
-    key_type = plan.key_type
-    custody.self_test(key_type, policy.scheme)
-    blob = custody.wrap(key.handle, policy.scheme, kek.public_key)
-    wrapped = Wrapped(
-        key_name=key.name, key_type=key_type, algorithm=policy.algorithm, blob=blob,
-        secret_sha256=None if key_type.is_private_key else custody.digest(key.handle),
-        public_key_pem=custody.public_key_pem(key),
-        generator=f"cssadmin {__version__}; {custody.description}")
-    return Exported(KeyFacts(key.name, key_type.name, key.created, custody.protection), wrapped,
-                    (SOFTWARE_WARNING,) if custody.protection == "software" else ())
+    return wrap_for_each(plan.key_type, [(policy, kek)], custody, key)[0]
+
+
+def wrap_for_each(key_type: KeyType, jobs: Sequence[tuple[PolicyDecision, WrappingKey]], custody: Custody,
+                  key: KeyRef) -> tuple[Exported, ...]:
+    """Self-test each distinct scheme once, then wrap the key for each (policy, wrapping key)."""
+    for scheme in dict.fromkeys(policy.scheme for policy, _ in jobs):
+        custody.self_test(key_type, scheme)
+    blobs = [custody.wrap(key.handle, policy.scheme, kek.public_key) for policy, kek in jobs]
+    secret_sha256 = None if key_type.is_private_key else custody.digest(key.handle)
+    public_key_pem = custody.public_key_pem(key)
+    generator = f"cssadmin {__version__}; {custody.description}"
+    facts = KeyFacts(key.name, key_type.name, key.created, custody.protection)
+    warnings = (SOFTWARE_WARNING,) if custody.protection == "software" else ()
+    return tuple(Exported(facts, Wrapped(key_name=key.name, key_type=key_type, algorithm=policy.algorithm,
+                                         blob=blob, secret_sha256=secret_sha256,
+                                         public_key_pem=public_key_pem, generator=generator), warnings)
+                 for (policy, _), blob in zip(jobs, blobs, strict=True))
 
 
 def describe(plan: Plan, kek: WrappingKey, verdict: trust.TrustVerdict, policy: PolicyDecision,
@@ -218,6 +234,14 @@ def make_evidence(plan: Plan, wrapped: Wrapped, facts: ExportFacts, log: audit.A
     document = manifest.build_manifest(facts, list(files), audit_head=pending.head if pending else None,
                                        signer=signer.facts if signer else None)
     return Evidence(files, document, signer.sign(document) if signer else None, pending, signer)
+
+
+def build_files(plan: Plan, wrapped: Wrapped, facts: ExportFacts) -> list[tuple[str, bytes]]:
+    """A plan destination's files: the cloud's, then the manifest that lists them (last: it vouches for them)."""
+    request = plan.request
+    files = [(item.name, item.data) for item in request.provider.outputs(wrapped, request.options)]
+    files.append((manifest.manifest_name(request.key_name), manifest.build_manifest(facts, files)))
+    return files
 
 
 def write_files(plan: Plan, evidence: Evidence) -> list[FileFacts]:

@@ -26,6 +26,8 @@ class KeyType:
 KEY_TYPES: dict[str, KeyType] = {
     kt.name: kt
     for kt in (
+        KeyType("AES-128", "aes", 128, 128, None, 16),
+        KeyType("AES-192", "aes", 192, 192, None, 24),
         KeyType("AES-256", "aes", 256, 256, None, 32),
         KeyType("EC-NISTP256", "ec", 256, 128, "secp256r1", 138),
         KeyType("EC-NISTP384", "ec", 384, 192, "secp384r1", 185),

@@ -12,6 +12,7 @@ import errno
 import hashlib
 import os
 import secrets
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -159,3 +160,96 @@ def _as_output_error(failure: OSError, directory: Path) -> OutputError:
         return OutputError(f"destination {directory} is full; nothing was written", code="DISK_FULL")
     return OutputError(f"writing to {directory} failed: {failure.strerror or failure}; nothing was written",
                        code="WRITE_FAILED")
+
+
+# --- several directories as one unit: a ceremony plan's destinations ---------------------------
+def preflight_tree(out_dir: str | os.PathLike, groups: list[tuple[str, list[str]]], top_names: list[str],
+                   force: bool, *, require_removable: bool = False) -> None:
+    """`preflight` for files in subdirectories of out_dir (created when missing) and files in out_dir."""
+    preflight(out_dir, top_names, force, require_removable=require_removable)
+    for subdirectory, names in groups:
+        target = Path(out_dir) / subdirectory
+        if target.is_symlink() or (target.exists() and not target.is_dir()):
+            raise OutputError(f"{target} exists and is not a directory", code="OUTPUT_EXISTS",
+                              remedy="move it away or choose another --out-dir")
+        if target.is_dir():
+            preflight(target, names, force)
+
+
+def write_tree(out_dir: str | os.PathLike, groups: list[tuple[str, list[tuple[str, bytes]]]],
+               voucher: tuple[str, bytes], force: bool) -> list[list[FileFacts]]:
+    """Place every group's files in <out_dir>/<group> and then `voucher` in out_dir, all or nothing.
+
+    A group whose directory does not exist is built complete in a hidden staging directory and renamed
+    into place; a group whose directory exists is staged file by file beside the final names, as
+    write_all does. The voucher (the plan manifest) is placed last, so a crash never leaves it beside
+    files it does not describe; any failure before it removes everything this run created."""
+    top = Path(out_dir)
+    staged: list[Path] = []            # temp files, and files inside staging directories
+    built: list[tuple[Path, Path]] = []    # (staging directory, final directory)
+    moves: list[tuple[Path, Path]] = []    # (temp, final) in existing directories
+    placed: list[Path] = []            # final files placed in existing directories, and the voucher
+    renamed: list[Path] = []           # final directories this run created
+    results = []
+    try:
+        for subdirectory, files in groups:
+            final_dir = top / subdirectory
+            new = not final_dir.exists()
+            where = top / f".{subdirectory}.cssadmin-{secrets.token_hex(6)}.tmp" if new else final_dir
+            if new:
+                os.mkdir(where, 0o700)
+                built.append((where, final_dir))
+            for name, data in files:
+                _check_final(final_dir / name, force)
+                temp = durable.stage(where / name, data, halfway=lambda: checkpoint("writing"))
+                staged.append(temp)
+                _verify(temp, hashlib.sha256(data).hexdigest())
+                if new:
+                    durable.place(temp, where / name, replace=False)
+                    staged.append(where / name)
+                else:
+                    moves.append((temp, final_dir / name))
+            results.append([FileFacts(str((final_dir / name).resolve()), hashlib.sha256(data).hexdigest(), len(data))
+                            for name, data in files])
+            checkpoint("staged-destination")
+        voucher_final = top / voucher[0]
+        _check_final(voucher_final, force)
+        staged.append(durable.stage(voucher_final, voucher[1]))
+        _verify(staged[-1], hashlib.sha256(voucher[1]).hexdigest())
+        checkpoint("staged")
+        # Old vouchers go first (the plan manifest, then each existing directory's own manifest, the
+        # last file of its group), so no crash leaves an old manifest beside new files.
+        old_vouchers = [voucher_final] + [top / subdirectory / files[-1][0] for subdirectory, files in groups
+                                          if files and (top / subdirectory) not in {final for _, final in built}]
+        for old in old_vouchers if force else []:
+            if old.exists():
+                os.unlink(old)
+                fsync_directory(old.parent)
+        for where, final_dir in built:
+            if os.path.lexists(final_dir):
+                raise durable.AlreadyExists(errno.EEXIST, "already exists", str(final_dir))
+            os.rename(where, final_dir)
+            renamed.append(final_dir)
+            checkpoint("renamed-one")
+        for temp, final in moves:
+            _check_final(final, force)
+            durable.place(temp, final, replace=force)
+            placed.append(final)
+        fsync_directory(top)
+        durable.place(staged[-1], voucher_final, replace=force)
+        placed.append(voucher_final)
+        fsync_directory(top)
+        checkpoint("renamed")
+    except BaseException as failure:   # Ctrl-C included: what this run created goes
+        remove_quietly(staged + placed)
+        for directory in [where for where, _ in built] + renamed:
+            shutil.rmtree(directory, ignore_errors=True)
+        if isinstance(failure, durable.AlreadyExists):
+            raise OutputError(f"{failure.filename} appeared while this run was writing; it was left as it is "
+                              "and nothing was written", code="OUTPUT_EXISTS",
+                              remedy="find out what wrote it, then move it away or pass --force") from None
+        if isinstance(failure, OSError):
+            raise _as_output_error(failure, top) from None
+        raise
+    digest = hashlib.sha256(voucher[1]).hexdigest()
+    return results + [[FileFacts(str(voucher_final.resolve()), digest, len(voucher[1]))]]

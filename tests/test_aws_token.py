@@ -107,7 +107,7 @@ def test_the_token_key_is_sensitive_and_cannot_be_read(cli, softhsm, pin_file, a
                                         Attribute.PRIVATE, Attribute.ID)
     assert attributes[Attribute.SENSITIVE] and attributes[Attribute.EXTRACTABLE]
     assert attributes[Attribute.TOKEN] and attributes[Attribute.PRIVATE]
-    assert bytes(attributes[Attribute.ID]) == b"cssadmin:AES-256"
+    assert bytes(attributes[Attribute.ID]).startswith(b"cssadmin:AES-256:aws:")
 
 
 def test_a_foreign_key_of_the_same_name_is_a_conflict(cli, softhsm, pin_file, aws_kek, tmp_path, key_name):
@@ -125,7 +125,8 @@ def test_a_cssadmin_key_of_another_type_is_a_conflict(cli, softhsm, pin_file, aw
                           "-k", "EC-NISTP256", "--force")
     assert code == 6 and report["error"]["code"] == "KEY_TYPE_CONFLICT"
     assert "AES-256" in report["error"]["message"]
-    assert [object_id for _, object_id in softhsm.objects(key_name)] == [b"cssadmin:AES-256"]
+    [object_id] = [object_id for _, object_id in softhsm.objects(key_name)]
+    assert object_id.startswith(b"cssadmin:AES-256:aws:")
 
 
 def test_wrong_pin_is_refused_once(cli, softhsm, pin_file, aws_kek, tmp_path, key_name):

@@ -83,12 +83,13 @@ def test_disk_full_exits_7_leaves_nothing_and_the_key_reexports(cli, softhsm, pi
     assert sorted(p.name for p in tiny_fs.iterdir()) == ["filler"], "a final or temp file was left behind"
     assert os.statvfs(tiny_fs).f_bavail == free_pages, "the failed run still holds space"
 
-    # The key was generated before the write failed; it is intact in the token and exports again.
-    digest = softhsm.digest(key_name)
+    # The key this run generated was never exported, so it was destroyed; the next run makes a new one.
+    assert softhsm.objects(key_name) == [], "a key whose files failed was left on the token"
     filler.unlink()
     code, report = cli.json(args, token=softhsm)
     assert code == 0, report
-    assert report["key"]["created"] is False
+    assert report["key"]["created"] is True
+    digest = softhsm.digest(key_name)
     blob = (tiny_fs / f"{key_name}-wrapped").read_bytes()
     assert len(blob) == 512
     assert hashlib.sha256(private_key.decrypt(blob, OAEP_SHA1)).digest() == digest

@@ -8,7 +8,7 @@ from ..errors import UsageError
 from .base import KNOWN_ALGORITHMS, Provider
 
 PROVIDER_NAMES = ("aws", "google-compute-engine", "google-cloud-key-management",
-                  "microsoft-azure", "salesforce")
+                  "microsoft-azure", "salesforce", "oci", "hashicorp-vault")
 
 __all__ = ["KNOWN_ALGORITHMS", "PROVIDER_NAMES", "Provider", "get_provider"]
 

@@ -25,7 +25,8 @@ class OutputFile:
 # a known one that a provider does not allow is a policy refusal (exit 4).
 KNOWN_ALGORITHMS = frozenset({
     "RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_512", "RSAES_PKCS1_V1_5",
-    "RSA_AES_KEY_WRAP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1",
+    "RSA_AES_KEY_WRAP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1", "RSA_AES_KEY_WRAP_SHA_512",
+    "RSA_OAEP_AES_SHA256", "RSA_OAEP_SHA256",
 })
 _ALGORITHM_LIKE = re.compile(r"[A-Za-z0-9]+(?:[_-][A-Za-z0-9]+)+")
 
@@ -63,7 +64,7 @@ class Provider:
     key_types: tuple[str, ...]
     default_key_type: str
     algorithms: Mapping[str, WrapScheme]       # algorithm name -> scheme this provider accepts
-    wrap_alg_positional: bool                  # wrapAlg is a required positional argument
+    wrap_alg_positional: bool                  # wrapAlg is a positional argument (required unless defaulted)
     strongest_kek: int                         # strength of the strongest wrapping key the cloud offers
     deprecated: Mapping[str, str] = field(default_factory=dict)   # algorithm -> why
     needs_certificate: bool = False
@@ -72,6 +73,7 @@ class Provider:
     kek_name: str = "wrapping keys"            # what the cloud calls them, for messages
     kek_source: str | None = None              # where the right one comes from
     stronger_kek: str | None = None            # how to get a stronger one, when the strength rule refuses
+    default_algorithm: str | None = None       # the wrapAlg when none is given (then it is optional)
 
     # --- request checks, before anything is loaded -------------------------------------------
     def key_type(self, requested: str | None) -> KeyType:
@@ -95,6 +97,8 @@ class Provider:
         allowed = ", ".join(self.algorithms)
         name = options.wrap_alg
         if name is None:
+            if self.default_algorithm is not None:
+                return
             raise UsageError(f"{self.name} needs a wrapAlg argument; one of: {allowed}", code="WRAP_ALG_MISSING")
         if name not in KNOWN_ALGORITHMS:
             # Shown only when it looks like an algorithm name: a PIN typed here must not reach the screen.
@@ -107,6 +111,9 @@ class Provider:
         if name in self.deprecated and not options.allow_deprecated:
             raise PolicyError(f"{name} is deprecated: {self.deprecated[name]}", code="ALGORITHM_DEPRECATED",
                               remedy="choose another algorithm, or pass --allow-deprecated")
+
+    def check_target(self, key_type: KeyType, options: Options) -> None:
+        """A key type this provider takes only with some options (exit 4), before anything is loaded."""
 
     def check_trust_options(self, certificate_options: list[str]) -> None:
         if certificate_options and not self.needs_certificate:
@@ -124,7 +131,8 @@ class Provider:
 
     def choose_algorithm(self, key_type: KeyType, kek: WrappingKey, options: Options) -> tuple[str, WrapScheme]:
         """The algorithm for this key and wrapping key; check_options has vetted the name."""
-        return options.wrap_alg, self.algorithms[options.wrap_alg]
+        name = options.wrap_alg or self.default_algorithm
+        return name, self.algorithms[name]
 
     @staticmethod
     def require_fit(key_type: KeyType, algorithm: str, scheme: WrapScheme, kek_bits: int, remedy: str) -> None:

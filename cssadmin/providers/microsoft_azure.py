@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass
 
 from .. import schemes
-from ..errors import UsageError
+from ..errors import PolicyError, UsageError
 from ..keytypes import KeyType
 from ..schemes import WrapScheme
 from ..wrapping_key import WrappingKey
@@ -26,11 +26,22 @@ class MicrosoftAzure(Provider):
                              "/keys/<name>/<version>", code="AZURE_KID_MISSING")
         parse_kid(options.azure_kek)
 
+    def check_target(self, key_type: KeyType, options: Options) -> None:
+        if key_type.family == "aes" and parse_kid(options.azure_kek).service != "managedhsm":
+            vault_types = ", ".join(name for name in self.key_types if not name.startswith("AES-"))
+            raise PolicyError(f"{key_type.name} (oct-HSM) imports only into an Azure Managed HSM; Key Vault has no "
+                              f"oct-HSM import, and this KEK's kid names a vault (a vault takes: {vault_types})",
+                              code="KEY_TYPE_NOT_ALLOWED",
+                              remedy="use the kid of a KEK in a Managed HSM (https://<hsm>.managedhsm.azure.net/...)")
+
     def choose_algorithm(self, key_type: KeyType, kek: WrappingKey, options: Options) -> tuple[str, WrapScheme]:
         return ENC, schemes.RSA_AES_SHA1
 
     def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
-        return [f"KeyTransferPackage-{key_name}.byok", f"{key_name}-public.pem"]
+        names = [f"KeyTransferPackage-{key_name}.byok"]
+        if key_type.is_private_key:
+            names.append(f"{key_name}-public.pem")
+        return names
 
     def contents(self, wrapped: Wrapped, options: Options) -> list[bytes]:
         package = {
@@ -39,19 +50,23 @@ class MicrosoftAzure(Provider):
             "ciphertext": base64text.url_unpadded(wrapped.blob),
             "generator": wrapped.generator,
         }
-        return [json.dumps(package, indent=2).encode(), wrapped.public_key_pem]
+        return [json.dumps(package, indent=2).encode()] + (
+            [wrapped.public_key_pem] if wrapped.key_type.is_private_key else [])
 
     def next_step(self, wrapped: Wrapped, options: Options) -> str:
         kid = parse_kid(options.azure_kek)
         target = f"--hsm-name {kid.name}" if kid.service == "managedhsm" else f"--vault-name {kid.name}"
-        kty = f" --kty EC --curve {_EC_CURVES[wrapped.key_type.name]}" if wrapped.key_type.family == "ec" else ""
+        family = wrapped.key_type.family
+        kty = (f" --kty EC --curve {_EC_CURVES[wrapped.key_type.name]}" if family == "ec"
+               else " --kty oct-HSM" if family == "aes" else "")
         return (f"az keyvault key import {target} --name <KEY_NAME> "
                 f"--byok-file KeyTransferPackage-{wrapped.key_name}.byok{kty}")
 
 
 PROVIDER = MicrosoftAzure(
     name="microsoft-azure",
-    key_types=("RSA-2048", "RSA-3072", "RSA-4096", "EC-NISTP256", "EC-NISTP384", "EC-NISTP521", "EC-SECP256K1"),
+    key_types=("RSA-2048", "RSA-3072", "RSA-4096", "EC-NISTP256", "EC-NISTP384", "EC-NISTP521", "EC-SECP256K1",
+               "AES-128", "AES-192", "AES-256"),   # AES (oct-HSM): Managed HSM only, see check_target
     default_key_type="RSA-2048",
     algorithms={},
     wrap_alg_positional=False,
