@@ -18,6 +18,7 @@ import json
 import os
 import re
 import socket
+import stat
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PureWindowsPath
@@ -149,9 +150,13 @@ class AuditLog:
                 _make_private_dirs(self.path.parent)
             created = not os.path.lexists(self.path)
             # O_NOFOLLOW: a symlink planted at the log's name must not redirect the appends.
-            descriptor = open_private(self.path, flags)
+            descriptor = open_private(self.path, flags | getattr(os, "O_NONBLOCK", 0))
         except OSError as failure:
             raise _write_failed(self.path, failure) from None
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):   # /dev/null, a FIFO: appends would vanish
+            os.close(descriptor)
+            raise OutputError(f"audit log {self.path} is not a regular file", code="AUDIT_NOT_A_FILE",
+                              remedy="pass --audit-log with a regular file, or --no-audit to go without")
         try:
             lock(descriptor)
         except BaseException as failure:
@@ -290,6 +295,10 @@ def _last_line(descriptor: int, size: int) -> bytes | None:
     tail = b""
     position = size
     while position > 0 and b"\n" not in tail[:-1]:
+        if len(tail) > MAX_AUDIT_LINE_BYTES + 1:   # no record cssadmin writes is that long: do not read on
+            raise OutputError(f"the audit log's last line is longer than {MAX_AUDIT_LINE_BYTES} bytes: not a record "
+                              "cssadmin wrote; not appending to it", code="AUDIT_CHAIN_BROKEN",
+                              remedy="run cssadmin verify-audit on it, keep it as evidence, and start a new log")
         step = min(_TAIL_CHUNK, position)
         position -= step
         tail = _read_at(descriptor, position, step) + tail

@@ -54,6 +54,12 @@ class CustodyError(CssadminError):
     code = "CUSTODY"
 
 
+class ParametersRefused(CustodyError):
+    """The token has the mechanism but refuses these parameters (an OAEP hash it lacks, say): exit 5."""
+
+    code = "MECHANISM_FAILED"
+
+
 class KeyConflictError(CssadminError):
     """A key of that name exists but is not ours, or not of that type: exit 6."""
 

@@ -18,9 +18,10 @@ from typing import Callable, Sequence
 
 from . import __version__, audit, manifest, output, trust
 from .custody import Custody, KeyRef
-from .errors import KeyConflictError, OutputError
+from .errors import CustodyError, KeyConflictError, OutputError, ParametersRefused
 from .facts import ExportFacts, FileFacts, KeyFacts, WrappingKeyFacts
 from .keynames import check_key_name
+from .output import checkpoint
 from .keytypes import KeyType
 from .providers.base import Options, Provider, Wrapped
 from .schemes import WrapScheme
@@ -112,13 +113,18 @@ def run(request: Request, open_custody: Callable[[], Custody], now: Callable[[],
     with open_audit(request.audit_log) as log:
         kek = load_wrapping_key_file(request.wrap_key_path)
         verdict = judge_wrapping_key(plan, kek, now())
+        checkpoint("trusted")
         policy = decide_policy(plan, kek)
+        checkpoint("policy-decided")
         # A key (or signing key) this run created is discarded if anything fails before its files are verified.
         with open_custody() as custody, signing_key(custody, request.signing_key) as signer, \
                 custody.key(request.key_name, plan.key_type, request.provider.name, request.reuse_key) as key:
+            checkpoint("key-ready")
             exported = wrap(plan, policy, kek, custody, key)
+            checkpoint("wrapped")
             facts = describe(plan, kek, verdict, policy, exported, now())
             evidence = make_evidence(plan, exported.wrapped, facts, log, signer)
+            checkpoint("evidence-made")
             written = write_files(plan, evidence)
         record_audit(log, evidence)
     count = len(evidence.files)
@@ -185,7 +191,21 @@ def decide_policy(plan: Plan, kek: WrappingKey) -> PolicyDecision:
 
 def wrap(plan: Plan, policy: PolicyDecision, kek: WrappingKey, custody: Custody, key: KeyRef) -> Exported:
     """Self-test the mechanism on throwaway keys, then wrap the real one, both in the custody."""
-    return wrap_for_each(plan.key_type, [(policy, kek)], custody, key)[0]
+    try:
+        return wrap_for_each(plan.key_type, [(policy, kek)], custody, key)[0]
+    except CustodyError as failure:
+        raise _with_next_steps(failure, plan, policy) from None
+
+
+def _with_next_steps(failure: CustodyError, plan: Plan, policy: PolicyDecision) -> CustodyError:
+    """A token's refusal, with the way out that fits this provider and this request."""
+    request, provider = plan.request, plan.request.provider
+    steps = [failure.remedy] if failure.remedy else []
+    if isinstance(failure, ParametersRefused) and policy.scheme.hash in provider.hash_refused:
+        steps.insert(0, provider.hash_refused[policy.scheme.hash])
+    if request.key_type is None and failure.code == "SELF_TEST_FAILED":
+        steps.append(f"{plan.key_type.name} is the default key type of {provider.name}: pass -k to choose another")
+    return type(failure)(failure.message, code=failure.code, remedy="; ".join(steps) or None)
 
 
 def wrap_for_each(key_type: KeyType, jobs: Sequence[tuple[PolicyDecision, WrappingKey]], custody: Custody,
@@ -250,7 +270,8 @@ def write_files(plan: Plan, evidence: Evidence) -> list[FileFacts]:
     vouching = [(manifest.manifest_name(request.key_name), evidence.manifest)]
     if evidence.signature is not None:
         vouching.insert(0, (manifest.signature_name(request.key_name), evidence.signature))
-    return output.place_all(request.out_dir, [*evidence.files, *vouching], request.force, vouchers=len(vouching))
+    return output.place_all(request.out_dir, [*evidence.files, *vouching], request.force, vouchers=len(vouching),
+                            require_removable=request.require_removable)
 
 
 def record_audit(log: audit.AuditLog | None, evidence: Evidence) -> None:

@@ -73,7 +73,7 @@ def _check_final(final: Path, force: bool) -> None:
 
 
 def write_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force: bool, *,
-              vouchers: int = 1) -> list[FileFacts]:
+              vouchers: int = 1, require_removable: bool = False) -> list[FileFacts]:
     """Place `files` as one unit. The last `vouchers` files vouch for the others (the manifest's
     signature, then the manifest): old copies of them go before anything is replaced and the new ones
     come last, so a crash in between never leaves a manifest beside files it does not describe."""
@@ -87,6 +87,8 @@ def write_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force:
             staged.append(durable.stage(final, data, halfway=lambda: checkpoint("writing")))
             _verify(staged[-1], digest)
         checkpoint("staged")
+        if require_removable:
+            _recheck_removable(directory)
         old_vouchers = [final for final, _, _ in meant[-vouchers:] if force and final.exists()]
         for voucher in old_vouchers:
             os.unlink(voucher)
@@ -112,15 +114,28 @@ def write_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force:
 
 
 def place_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force: bool, *,
-              vouchers: int = 1) -> list[FileFacts]:
+              vouchers: int = 1, require_removable: bool = False) -> list[FileFacts]:
     """write_all, then verify_all; an interrupt between the two removes the files as well."""
-    written = write_all(out_dir, files, force, vouchers=vouchers)
+    written = write_all(out_dir, files, force, vouchers=vouchers, require_removable=require_removable)
     try:
         verify_all(written)
     except BaseException:
         remove_quietly([Path(item.path) for item in written])
         raise
     return written
+
+
+def _recheck_removable(directory: Path) -> None:
+    """--require-removable again, on the directory's own descriptor, just before the first file is placed:
+    a mount swapped in after the pre-flight cannot receive the key."""
+    descriptor = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        detection = removable.detect_fd(descriptor, str(directory))
+    finally:
+        os.close(descriptor)
+    if not detection.removable:
+        raise OutputError(f"--require-removable: {detection.detail} (checked again before writing)",
+                          code="NOT_REMOVABLE", remedy="write to removable media, or leave out --require-removable")
 
 
 def verify_all(written: list[FileFacts]) -> None:

@@ -94,8 +94,22 @@ def test_softhsm_lacks_oaep_sha256_and_is_refused_by_the_self_test(cli, softhsm,
     code, report = export(cli, softhsm, pin_file, tmp_path, key_name, kek_path, "RSAES_OAEP_SHA_256")
     assert code == 5 and report["error"]["code"] == "MECHANISM_FAILED"
     assert "CKM_RSA_PKCS_OAEP" in report["error"]["message"] and "SHA256" in report["error"]["message"]
+    # The way out that fits aws: import parameters with another algorithm, or another token.
+    assert "download the import parameters again with RSAES_OAEP_SHA_1" in report["error"]["remedy"]
     assert list(tmp_path.glob(f"{key_name}*")) == []
     assert softhsm.objects(key_name) == []
+
+
+def test_a_self_test_refusal_of_the_default_key_type_says_it_was_the_default(cli, softhsm, pin_file, tmp_path,
+                                                                             key_name):
+    kek = write_spki(rsa_key(4096), tmp_path / "import-job.pem", pem=True)
+    code, report = cli.json(["google-cloud-key-management", key_name, str(kek), "--out-dir", str(tmp_path),
+                             *softhsm.cli_args(pin_file)], token=softhsm)
+    assert (code, report["error"]["code"]) == (5, "SELF_TEST_FAILED"), report
+    assert "RSA-2048 is the default key type of google-cloud-key-management: pass -k" in report["error"]["remedy"]
+    code, report = cli.json(["google-cloud-key-management", key_name, str(kek), "-k", "RSA-2048", "--out-dir",
+                             str(tmp_path), *softhsm.cli_args(pin_file)], token=softhsm)
+    assert "default key type" not in (report["error"]["remedy"] or ""), report
 
 
 def test_the_token_key_is_sensitive_and_cannot_be_read(cli, softhsm, pin_file, aws_kek, tmp_path, key_name):

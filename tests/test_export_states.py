@@ -21,7 +21,7 @@ class Opened:
 
     def __call__(self):
         self.calls += 1
-        keystore = SoftwareKeystore(str(self.directory), lambda confirm=False: "passphrase", scrypt_n=2 ** 10)
+        keystore = SoftwareKeystore(str(self.directory), lambda confirm=False: "passphrase 123456", scrypt_n=2 ** 10)
         if self.fail_at:
             def refuse(*args, **kwargs):
                 raise CustodyError(f"refused at {self.fail_at}", code="TEST_REFUSAL")

@@ -27,9 +27,10 @@ SUFFIX = ".cssadmin-key"
 # P-256 key that signs and is never a target key. GCM refuses a file whose type was changed.
 SIGNING_KEY_TYPE = "SIGNING-EC-NISTP256"
 
-# scrypt cost for new files: 128 * r * n bytes = 64 MiB; one derivation measured 0.30-0.53 s (median
-# 0.41 s) on the 2-core build host, where n = 2**17 took 0.62-0.94 s. Files record their own parameters.
-SCRYPT_N = 2**16
+# scrypt cost for new files: 128 * r * n bytes = 128 MiB; one derivation measured 0.62-0.94 s on the
+# 2-core build host (n = 2**16 took 0.30-0.53 s). Files record their own parameters, so files made
+# with 2**16 by 0.1.0 still open.
+SCRYPT_N = 2**17
 SCRYPT_R = 8
 SCRYPT_P = 1
 # What a file may ask of us when opened: a tampered header must not make us allocate gigabytes.

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .._frozen import restore_library_path
 from ..durable import host_lock_path
-from ..errors import CustodyError, KeyConflictError
+from ..errors import CustodyError, KeyConflictError, ParametersRefused
 from ..keymaterial import EC_CURVES
 from ..keytypes import KEY_TYPES, KeyType
 from ..schemes import WrapScheme
@@ -362,6 +362,9 @@ class Pkcs11Custody(CustodyBase):
         self._require(mechanism, scheme.describe())
         try:
             return kek.wrap_key(handle, mechanism=mechanism, mechanism_param=parameters)
+        except (p11e.MechanismParamInvalid, p11e.ArgumentsBad) as failure:
+            raise ParametersRefused(f"the token refused the parameters of {scheme.describe()}: "
+                                    f"{type(failure).__name__} (it may lack this hash for OAEP)") from None
         except p11e.PKCS11Error as failure:
             raise CustodyError(f"the token refused to wrap with {scheme.describe()}: {type(failure).__name__}",
                                code="MECHANISM_FAILED") from None

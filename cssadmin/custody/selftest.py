@@ -34,10 +34,10 @@ def self_test_key():
 def run(token: SelfTestable, key_type: KeyType, scheme: WrapScheme) -> None:
     private = self_test_key()
     if not key_type.is_private_key:
-        _probe_secret(token, key_type.secret_bytes, scheme, private)
+        _probe_secret(token, key_type.secret_bytes, scheme, private, key_type)
         return
     if scheme.kind == "rsa_aes":
-        _probe_secret(token, UNALIGNED_PROBE_BYTES, scheme, private)
+        _probe_secret(token, UNALIGNED_PROBE_BYTES, scheme, private, key_type)
     _probe_pair(token, key_type, scheme, private)
 
 
@@ -53,7 +53,7 @@ def _unwrap(private, scheme: WrapScheme, blob: bytes) -> bytes:
         raise _failed(scheme, "the token's output does not unwrap") from None
 
 
-def _probe_secret(token: SelfTestable, length: int, scheme: WrapScheme, private) -> None:
+def _probe_secret(token: SelfTestable, length: int, scheme: WrapScheme, private, target: KeyType) -> None:
     handle = token.throwaway_secret(length)
     try:
         blob = token.wrap(handle, scheme, private.public_key())
@@ -66,7 +66,7 @@ def _probe_secret(token: SelfTestable, length: int, scheme: WrapScheme, private)
         raise _failed(
             scheme,
             f"the token's {kwp} zero-pads before wrapping, so a {length}-byte key came back as "
-            f"{len(recovered)} bytes with trailing zeros (not RFC 5649); private keys would reach "
+            f"{len(recovered)} bytes with trailing zeros (not RFC 5649); {_kind(target)} would reach "
             "the cloud with trailing bytes and be rejected",
             remedy="use a token whose key wrap with padding conforms to RFC 5649, or --keystore DIR")
     if len(recovered) != length or hashlib.sha256(recovered).digest() != expected_sha256:
@@ -84,3 +84,9 @@ def _probe_pair(token: SelfTestable, key_type: KeyType, scheme: WrapScheme, priv
     if problem:
         raise _failed(scheme, f"a throwaway {key_type.name} key unwrapped, but {problem}",
                       remedy="use a token whose key wrap with padding conforms to RFC 5649, or --keystore DIR")
+
+
+def _kind(target: KeyType) -> str:
+    if target.is_private_key:
+        return f"{target.name} private keys (PKCS#8 of any length)"
+    return f"{target.name} keys ({target.secret_bytes} bytes)"

@@ -32,6 +32,9 @@ from .provenance import check_provider
 _SIGNING_CURVE_TYPE = KEY_TYPES["EC-NISTP256"]
 
 
+MIN_NEW_PASSPHRASE_CHARACTERS = 12
+
+
 def _openssl_version() -> str:
     try:
         from cryptography.hazmat.backends.openssl.backend import backend
@@ -216,8 +219,35 @@ class SoftwareKeystore(CustodyBase):
         plaintext = unseal(sealed, self._passphrase_once(), path)
         return material_from_plaintext(key_type, plaintext, sealed, path)
 
+    def _new_key_passphrase(self, name: str) -> str:
+        """The passphrase for a new key file: long enough, and the one this directory's keys already use
+        (a typo would otherwise make a key the usual passphrase cannot open). Asked before a slow RSA
+        generation, so a refusal costs nothing."""
+        passphrase = self._passphrase_once(new=True)
+        if len(passphrase) < MIN_NEW_PASSPHRASE_CHARACTERS:
+            raise CustodyError(f"a new keystore key needs a passphrase of at least {MIN_NEW_PASSPHRASE_CHARACTERS} "
+                               "characters", code="PASSPHRASE_TOO_SHORT",
+                               remedy="choose a longer passphrase (a few unrelated words are easy to type)")
+        for other in sorted(Path(self.directory).glob("*" + SUFFIX)):
+            if other.name == os.path.basename(self.path_of(name)):
+                continue
+            try:
+                unseal(parse_sealed(read_key_file(str(other)), str(other)), passphrase, str(other))
+            except KeyConflictError:
+                continue   # not a keystore file of ours: it says nothing about the passphrase
+            except CustodyError as failure:
+                if failure.code != "WRONG_PASSPHRASE":
+                    raise
+                raise CustodyError(f"the passphrase does not open {other.name}, which is already in keystore "
+                                   f"{self.directory}; a new key must use the passphrase its directory's keys use",
+                                   code="PASSPHRASE_MISMATCH",
+                                   remedy="type the keystore's passphrase again, or use another --keystore "
+                                   "directory for another passphrase") from None
+            break   # one key opened: the passphrase is the directory's
+        return passphrase
+
     def _create(self, path: str, name: str, key_type: KeyType, provider: str) -> Material:
-        passphrase = self._passphrase_once(new=True)   # before a slow RSA generation, so a refusal costs nothing
+        passphrase = self._new_key_passphrase(name)
         material = Material.of(generate(key_type))
         public_pem = spki_pem(material.private_key.public_key()) if material.private_key else None
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -273,7 +303,7 @@ class SoftwareKeystore(CustodyBase):
         if os.path.lexists(path):
             material, created = self._open_signing_key(path, label), False
         else:
-            passphrase = self._passphrase_once(new=True)
+            passphrase = self._new_key_passphrase(label)
             material, created = Material.of(generate(_SIGNING_CURVE_TYPE)), True
             stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
             write_new_file(path, seal(label, SIGNING_KEY_TYPE, material.plaintext, passphrase, self._scrypt_n,

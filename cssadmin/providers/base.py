@@ -73,6 +73,8 @@ class Provider:
     kek_name: str = "wrapping keys"            # what the cloud calls them, for messages
     kek_source: str | None = None              # where the right one comes from
     stronger_kek: str | None = None            # how to get a stronger one, when the strength rule refuses
+    # What to do when the token cannot wrap with a scheme of this OAEP hash, by hash name.
+    hash_refused: Mapping[str, str] = field(default_factory=dict)
     default_algorithm: str | None = None       # the wrapAlg when none is given (then it is optional)
 
     # --- request checks, before anything is loaded -------------------------------------------

@@ -35,4 +35,5 @@ PROVIDER = Salesforce(
     kek_sizes=(4096,),
     kek_name="keys of Salesforce BYOK certificates",
     kek_source="download the BYOK certificate from Salesforce Setup > Certificate and Key Management",
+    hash_refused={"sha512": "use RSAES_OAEP_SHA_1, which Salesforce also accepts, or a token with OAEP-SHA-512"},
 )
