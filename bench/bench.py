@@ -7,7 +7,8 @@ process, so Python's own start-up counts for the CLI and for the floor alike:
   * `--version` and `--help`: `python -m cssadmin` (from the source tree), the console script of
     that environment, the console script of the build venv (a regular, non-editable install) if
     there is one, the frozen one-file binary (reported "not built" if missing), and the one-folder
-    build of the same bundle if build/freeze.sh --onedir made one;
+    build of the same bundle if build/freeze.sh --onedir made one, and with --before BINARY another
+    one-file binary (an earlier build, say) in the same run, for before/after comparisons;
   * `aws kN WrappingKey.bin RSAES_OAEP_SHA_1 --pin-file ... --json [--no-audit]` on a throwaway
     SoftHSM2 token, with a fresh key name each run so that every run generates a key (source and
     frozen); --no-audit is passed only if `--help` lists it;
@@ -183,7 +184,7 @@ def bundle_facts(binary: Path) -> str:
 def goal_lines(rows: list[dict]) -> list[str]:
     by_name = {row["name"]: row for row in rows}
     lines = []
-    for prefix in ("frozen:", "frozen one-folder:"):
+    for prefix in ("frozen:", "frozen one-folder:", "frozen before:"):
         for what, source_name, limit in GOALS:
             frozen = next((row for row in rows if row["name"].startswith(prefix + " ")
                            and what in row["name"]), None)
@@ -214,6 +215,19 @@ def machine() -> str:
             f"Python {platform.python_version()}; SoftHSM2 {softhsm}")
 
 
+def shown_arguments() -> str:
+    """This run's arguments as given to bench/run.sh (which adds --python itself)."""
+    shown, skip = [], False
+    for argument in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif argument == "--python":
+            skip = True
+        elif not argument.startswith("--python="):
+            shown.append(argument)
+    return " ".join(shown)
+
+
 def table(rows: list[dict], floor: float | None) -> list[str]:
     lines = ["| measurement | median ms | ratio to floor | min–max ms | runs |", "|---|---:|---:|---:|---:|"]
     for row in rows:
@@ -235,6 +249,7 @@ def main() -> None:
     parser.add_argument("--onedir", default=str(ROOT / "dist" / "cssadmin-onedir" /
                                                  ("cssadmin.exe" if os.name == "nt" else "cssadmin")),
                         help="the one-folder build (build/freeze.sh --onedir); measured if it exists")
+    parser.add_argument("--before", help="another frozen binary to measure in the same run (rows 'frozen before:')")
     parser.add_argument("--module", default=os.environ.get("CSSADMIN_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so"))
     args = parser.parse_args()
     runs = args.runs
@@ -243,6 +258,11 @@ def main() -> None:
     build_script = ROOT / "build" / "work" / "venv" / "bin" / "cssadmin"
     binary = Path(args.binary)
     onedir = Path(args.onedir)
+    variants = [(prefix, path) for prefix, path in
+                (("frozen one-folder", onedir), ("frozen before", Path(args.before) if args.before else None))
+                if path is not None and path.exists()]
+    if args.before and not Path(args.before).exists():
+        parser.error(f"--before {args.before}: no such file")
 
     with tempfile.TemporaryDirectory(prefix="cssadmin-bench-") as scratch_name:
         scratch = Path(scratch_name)
@@ -279,9 +299,9 @@ def main() -> None:
                                         env, scratch))
             else:
                 startup.append(missing(f"frozen: {binary.name} {flag}", "not built"))
-            if onedir.exists():
-                startup.append(plan.add(f"frozen one-folder: {onedir.parent.name}/{onedir.name} {flag}",
-                                        lambda i, f=flag: [str(onedir), f], env, scratch))
+            for prefix, path in variants:
+                startup.append(plan.add(f"{prefix}: {path.parent.name}/{path.name} {flag}",
+                                        lambda i, f=flag, p=path: [str(p), f], env, scratch))
 
         floor_script = str(ROOT / "bench" / "floor.py")
 
@@ -306,9 +326,9 @@ def main() -> None:
                                                   args.module, "--no-audit" in frozen_help), env, scratch))
         else:
             export.append(missing(f"frozen: {binary.name} aws ...", "not built"))
-        if onedir.exists():
-            export.append(plan.add(f"frozen one-folder: {onedir.parent.name}/{onedir.name} aws ... RSAES_OAEP_SHA_1",
-                                   export_command([str(onedir)], "dir", scratch, wrapping_key, pin_file,
+        for n, (prefix, path) in enumerate(variants):
+            export.append(plan.add(f"{prefix}: {path.parent.name}/{path.name} aws ... RSAES_OAEP_SHA_1",
+                                   export_command([str(path)], f"v{n}", scratch, wrapping_key, pin_file,
                                                   args.module, no_audit), env, scratch))
         plan.run()
         export.append(selftest_in_process(python, args.module, runs, env))
@@ -361,7 +381,7 @@ def main() -> None:
         document = [
             "# Benchmarks",
             "",
-            f"Measured by `bench/run.sh --write` on {machine()}.",
+            f"Measured by `bash bench/run.sh {shown_arguments()}` on {machine()}.",
             f"Each row: median wall time of {runs} runs of a separate process (after one warm-up run; the rows "
             "interleaved, one run of each per round), so "
             "Python's start-up is in the CLI rows and in the floor alike; ratio = median / floor median.",
