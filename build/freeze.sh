@@ -29,7 +29,7 @@ for arg in "$@"; do
     case "$arg" in
         --clean) clean=1 ;;
         --onedir) layout=onedir ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "freeze.sh: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
