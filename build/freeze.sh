@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Freeze cssadmin into one executable, dist/cssadmin, from hash-pinned inputs.
 #
-#   usage: build/freeze.sh [--clean]
+#   usage: build/freeze.sh [--clean] [--onedir]
 #     --clean   start from nothing: remove build/work (venv, PyInstaller work files) and dist/cssadmin
+#     --onedir  build the same bundle as a folder, dist/cssadmin-onedir/cssadmin, instead of the
+#               one-file dist/cssadmin (for start-up comparisons in bench/run.sh; not released)
 #
 # Environment:
 #   PYTHON            interpreter to build with (default: python3.11, else python3); must be 3.11
@@ -22,10 +24,12 @@ work="$root/build/work"
 venv="$work/venv"
 
 clean=0
+layout=onefile
 for arg in "$@"; do
     case "$arg" in
         --clean) clean=1 ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        --onedir) layout=onedir ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "freeze.sh: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
@@ -52,8 +56,8 @@ fi
 export SOURCE_DATE_EPOCH
 
 if [ "$clean" = 1 ]; then
-    say "clean: removing build/work and dist/cssadmin"
-    rm -rf "$work" dist/cssadmin
+    say "clean: removing build/work, dist/cssadmin and dist/cssadmin-onedir"
+    rm -rf "$work" dist/cssadmin dist/cssadmin-onedir
 fi
 mkdir -p "$work" dist
 
@@ -118,8 +122,18 @@ CSSADMIN_COMMIT="$commit" "$vpy" build/build_facts.py "$work"
 say "build facts: $(tail -1 "$work/rthook_build_info.py")"
 
 # --- freeze -------------------------------------------------------------------------------------
+if [ "$layout" = onedir ]; then
+    # a work directory of its own, so that the one-file build's cache stays as it was
+    rm -rf dist/cssadmin-onedir
+    CSSADMIN_LAYOUT=onedir "$vpy" -m PyInstaller --noconfirm --clean --log-level WARN \
+        --distpath "$root/dist" --workpath "$work/pyinstaller-onedir" build/cssadmin.spec
+    dist/cssadmin-onedir/cssadmin --version
+    dist/cssadmin-onedir/cssadmin --help > /dev/null
+    say "built dist/cssadmin-onedir/ ($(du -sb dist/cssadmin-onedir | cut -f1) bytes in $(find dist/cssadmin-onedir -type f | wc -l) files)"
+    exit 0
+fi
 rm -f dist/cssadmin
-"$vpy" -m PyInstaller --noconfirm --clean --log-level WARN \
+CSSADMIN_LAYOUT=onefile "$vpy" -m PyInstaller --noconfirm --clean --log-level WARN \
     --distpath "$root/dist" --workpath "$work/pyinstaller" build/cssadmin.spec
 
 # --- what went into the binary (for packaging/sbom.py) -----------------------------------------
