@@ -27,10 +27,14 @@ from keks import rsa_key, write_private_pem, write_spki
 pytestmark = pytest.mark.token
 
 KID = "https://contoso-vault.vault.azure.net/keys/KEK-1/0123456789abcdef0123456789abcdef"
+MHSM_KID = "https://contoso-hsm.managedhsm.azure.net/keys/KEK-1/0123456789abcdef0123456789abcdef"
 SECRETS = ["AES-256", "HMAC-224", "HMAC-256", "HMAC-384", "HMAC-512"]
 EC = ["EC-NISTP256", "EC-NISTP384", "EC-NISTP521", "EC-SECP256K1"]
 RSA = ["RSA-2048", "RSA-3072", "RSA-4096"]
-SECRET_BYTES = {"AES-256": 32, "HMAC-224": 28, "HMAC-256": 32, "HMAC-384": 48, "HMAC-512": 64}
+SECRET_BYTES = {"AES-128": 16, "AES-192": 24, "AES-256": 32, "HMAC-224": 28, "HMAC-256": 32, "HMAC-384": 48,
+                "HMAC-512": 64}
+VAULT_TYPES = ["AES-128", "AES-256", "RSA-2048", "RSA-3072", "RSA-4096", "EC-NISTP256", "EC-NISTP384", "EC-NISTP521",
+               "HMAC-256", "HMAC-384", "HMAC-512"]
 
 # Algorithm name -> (how the blob is opened, digest): written out here, not taken from cssadmin.
 AWS_ALGORITHMS = {
@@ -66,6 +70,16 @@ def _cases():
                    ["--import-method", method] + (["--allow-weaker-kek"] if weaker else []))
     for key_type in RSA + EC:
         yield "microsoft-azure", key_type, "CKM_RSA_AES_KEY_WRAP", 4096, "rsa_aes", "sha1", ["--azure-kek", KID]
+    for key_type in ["AES-128", "AES-192", "AES-256"]:   # oct-HSM: a Managed HSM kid only
+        yield "microsoft-azure", key_type, "CKM_RSA_AES_KEY_WRAP", 4096, "rsa_aes", "sha1", ["--azure-kek", MHSM_KID]
+    for key_type in ["AES-128", "AES-192", "AES-256"] + RSA:
+        yield "oci", key_type, "RSA_OAEP_AES_SHA256", 4096, "rsa_aes", "sha256", []
+        if key_type not in RSA:
+            yield "oci", key_type, "RSA_OAEP_SHA256", 4096, "oaep", "sha256", []
+    for key_type in VAULT_TYPES:
+        for algorithm, digest in [("RSA_AES_KEY_WRAP_SHA_256", "sha256"), ("RSA_AES_KEY_WRAP_SHA_1", "sha1"),
+                                  ("RSA_AES_KEY_WRAP_SHA_512", "sha512")]:
+            yield "hashicorp-vault", key_type, algorithm, 4096, "rsa_aes", digest, []
     for algorithm, digest in [("RSAES_OAEP_SHA_512", "sha512"), ("RSAES_OAEP_SHA_1", "sha1")]:
         yield "salesforce", "AES-256", algorithm, 4096, "oaep", digest, []
     yield "google-compute-engine", "AES-256", "RSAES_OAEP_SHA_1", 2048, "oaep", "sha1", []
@@ -108,9 +122,16 @@ def _blob(provider, out, key_name) -> bytes:
         return (out / f"{key_name}-wrapped").read_bytes()
     if provider == "google-cloud-key-management":
         return (out / f"{key_name}-wrapped.bin").read_bytes()
+    if provider == "oci":
+        document = json.loads((out / f"{key_name}-wrapped-import-key.json").read_text())
+        assert set(document) == {"keyMaterial", "wrappingAlgorithm"}
+        return base64.b64decode(document["keyMaterial"], validate=True)
+    if provider == "hashicorp-vault":
+        return base64.b64decode((out / f"{key_name}-ciphertext.b64").read_bytes(), validate=True)
     if provider == "microsoft-azure":
         package = json.loads((out / f"KeyTransferPackage-{key_name}.byok").read_text())
-        assert package["header"] == {"kid": KID, "alg": "dir", "enc": "CKM_RSA_AES_KEY_WRAP"}
+        assert package["header"]["kid"] in (KID, MHSM_KID)
+        assert package["header"] == {"kid": package["header"]["kid"], "alg": "dir", "enc": "CKM_RSA_AES_KEY_WRAP"}
         assert "software keystore" not in package["generator"]
         text = package["ciphertext"]
         assert "=" not in text
@@ -135,7 +156,8 @@ def test_export_from_opencryptoki(cli, opencryptoki327, pin_file, tmp_path, key_
     refused = key_type in EC and opening != "rsa_aes"
     out = tmp_path / "out"
     out.mkdir()
-    positional = [algorithm] if provider in ("aws", "salesforce", "google-compute-engine") else []
+    positional = [algorithm] if provider in ("aws", "salesforce", "google-compute-engine", "oci",
+                                             "hashicorp-vault") else []
     code, report = cli.json([provider, key_name, str(kek), *positional, "-k", key_type, "--out-dir", str(out),
                              *extra, *trust, *opencryptoki327.cli_args(pin_file)], token=opencryptoki327)
     if refused:
