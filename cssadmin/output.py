@@ -103,13 +103,7 @@ def write_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force:
         checkpoint("renamed")
     except BaseException as failure:   # Ctrl-C included: what this run created goes
         remove_quietly(staged + placed)
-        if isinstance(failure, durable.AlreadyExists):
-            raise OutputError(f"{failure.filename} appeared while this run was writing; it was left as it is "
-                              "and nothing was written", code="OUTPUT_EXISTS",
-                              remedy="find out what wrote it, then move it away or pass --force") from None
-        if isinstance(failure, OSError):
-            raise _as_output_error(failure, directory) from None
-        raise
+        raise _placement_error(failure, directory) from None
     return [FileFacts(str(final.resolve()), digest, len(data)) for final, data, digest in meant]
 
 
@@ -168,6 +162,17 @@ def _verify(path: Path, digest: str) -> None:
     if sha256_of_file(path) != digest:
         raise OutputError(f"{path} did not read back as written", code="READ_BACK_MISMATCH",
                           remedy="the medium may be failing; use another one")
+
+
+def _placement_error(failure: BaseException, directory: Path) -> BaseException:
+    """What a failed placement reports: the error it was (Ctrl-C included), or its output error."""
+    if isinstance(failure, durable.AlreadyExists):
+        return OutputError(f"{failure.filename} appeared while this run was writing; it was left as it is "
+                           "and nothing was written", code="OUTPUT_EXISTS",
+                           remedy="find out what wrote it, then move it away or pass --force")
+    if isinstance(failure, OSError):
+        return _as_output_error(failure, directory)
+    return failure
 
 
 def _as_output_error(failure: OSError, directory: Path) -> OutputError:
@@ -259,12 +264,6 @@ def write_tree(out_dir: str | os.PathLike, groups: list[tuple[str, list[tuple[st
         remove_quietly(staged + placed)
         for directory in [where for where, _ in built] + renamed:
             shutil.rmtree(directory, ignore_errors=True)
-        if isinstance(failure, durable.AlreadyExists):
-            raise OutputError(f"{failure.filename} appeared while this run was writing; it was left as it is "
-                              "and nothing was written", code="OUTPUT_EXISTS",
-                              remedy="find out what wrote it, then move it away or pass --force") from None
-        if isinstance(failure, OSError):
-            raise _as_output_error(failure, top) from None
-        raise
+        raise _placement_error(failure, top) from None
     digest = hashlib.sha256(voucher[1]).hexdigest()
     return results + [[FileFacts(str(voucher_final.resolve()), digest, len(voucher[1]))]]

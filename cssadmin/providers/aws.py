@@ -34,10 +34,10 @@ class Aws(Provider):
 
     def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
         # An RSA or EC target also gets its public key, to compare with `aws kms get-public-key`.
-        return [f"{key_name}-wrapped"] + ([f"{key_name}-public.pem"] if key_type.is_private_key else [])
+        return [f"{key_name}-wrapped", *self.public_key_names(key_name, key_type)]
 
     def contents(self, wrapped: Wrapped, options: Options) -> list[bytes]:
-        return [wrapped.blob] + ([wrapped.public_key_pem] if wrapped.key_type.is_private_key else [])
+        return [wrapped.blob, *self.public_key_contents(wrapped)]
 
     def next_step(self, wrapped: Wrapped, options: Options) -> str:
         step = ("aws kms import-key-material --key-id <KEY_ID> "

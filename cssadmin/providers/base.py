@@ -154,6 +154,15 @@ class Provider:
         """What goes into each of output_names, in the same order."""
         raise NotImplementedError
 
+    @staticmethod
+    def public_key_names(key_name: str, key_type: KeyType) -> list[str]:
+        """`<key>-public.pem` beside the wrapped file of a key pair, for comparing with the cloud's copy."""
+        return [f"{key_name}-public.pem"] if key_type.is_private_key else []
+
+    @staticmethod
+    def public_key_contents(wrapped: Wrapped) -> list[bytes]:
+        return [wrapped.public_key_pem] if wrapped.key_type.is_private_key else []
+
     def outputs(self, wrapped: Wrapped, options: Options) -> list[OutputFile]:
         names = self.output_names(wrapped.key_name, wrapped.key_type, options)
         return [OutputFile(name, data) for name, data in zip(names, self.contents(wrapped, options), strict=True)]

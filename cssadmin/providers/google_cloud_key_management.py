@@ -64,13 +64,10 @@ class GoogleCloudKms(Provider):
         return method, scheme
 
     def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
-        names = [f"{key_name}-wrapped.bin"]
-        if key_type.is_private_key:
-            names.append(f"{key_name}-public.pem")
-        return names
+        return [f"{key_name}-wrapped.bin", *self.public_key_names(key_name, key_type)]
 
     def contents(self, wrapped: Wrapped, options: Options) -> list[bytes]:
-        return [wrapped.blob] + ([wrapped.public_key_pem] if wrapped.key_type.is_private_key else [])
+        return [wrapped.blob, *self.public_key_contents(wrapped)]
 
     def next_step(self, wrapped: Wrapped, options: Options) -> str:
         step = ("gcloud kms keys versions import --import-job <IMPORT_JOB> --location <LOCATION> "

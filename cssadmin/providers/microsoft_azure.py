@@ -38,10 +38,7 @@ class MicrosoftAzure(Provider):
         return ENC, schemes.RSA_AES_SHA1
 
     def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
-        names = [f"KeyTransferPackage-{key_name}.byok"]
-        if key_type.is_private_key:
-            names.append(f"{key_name}-public.pem")
-        return names
+        return [f"KeyTransferPackage-{key_name}.byok", *self.public_key_names(key_name, key_type)]
 
     def contents(self, wrapped: Wrapped, options: Options) -> list[bytes]:
         package = {
@@ -50,8 +47,7 @@ class MicrosoftAzure(Provider):
             "ciphertext": base64text.url_unpadded(wrapped.blob),
             "generator": wrapped.generator,
         }
-        return [json.dumps(package, indent=2).encode()] + (
-            [wrapped.public_key_pem] if wrapped.key_type.is_private_key else [])
+        return [json.dumps(package, indent=2).encode(), *self.public_key_contents(wrapped)]
 
     def next_step(self, wrapped: Wrapped, options: Options) -> str:
         kid = parse_kid(options.azure_kek)

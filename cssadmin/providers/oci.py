@@ -26,16 +26,12 @@ class Oci(Provider):
         return name, scheme
 
     def output_names(self, key_name: str, key_type: KeyType, options: Options) -> list[str]:
-        names = [f"{key_name}-wrapped-import-key.json"]
-        if key_type.is_private_key:
-            names.append(f"{key_name}-public.pem")
-        return names
+        return [f"{key_name}-wrapped-import-key.json", *self.public_key_names(key_name, key_type)]
 
     def contents(self, wrapped: Wrapped, options: Options) -> list[bytes]:
         document = {"keyMaterial": base64text.standard(wrapped.blob).decode("ascii"),
                     "wrappingAlgorithm": wrapped.algorithm}
-        return [json.dumps(document).encode("ascii")] + (
-            [wrapped.public_key_pem] if wrapped.key_type.is_private_key else [])
+        return [json.dumps(document).encode("ascii"), *self.public_key_contents(wrapped)]
 
     def next_step(self, wrapped: Wrapped, options: Options) -> str:
         key_type = wrapped.key_type
