@@ -72,7 +72,7 @@ say "unit tests with the Windows interpreter ($(winrun "$winpy" -V | tr -d '\r')
 winrun "${pytest[@]}" -m "not token and not binary" "$@" | tr -d '\r' || status=$?
 unit=$(date +%s)
 say "command-line tests against dist/cssadmin.exe"
-winrun "${pytest[@]}" -m "binary and not token" --binary "$(winpath "$root/dist/cssadmin.exe")" "$@" \
+CSSADMIN_BINARY="$(winpath "$root/dist/cssadmin.exe")" winrun "${pytest[@]}" -m "binary and not token" "$@" \
     | tr -d '\r' || { s=$?; [ "$status" -ne 0 ] || status=$s; }
 done_at=$(date +%s)
 say "times: build $((built - started)) s, unit tests $((unit - built)) s, binary tests $((done_at - unit)) s, total $((done_at - started)) s"
