@@ -70,6 +70,7 @@ if [ "$clean" = 1 ]; then
     say "clean: removing $winwork (all but its download cache) and dist/cssadmin.exe"
     wineserver -k 2>/dev/null || true
     find "$winwork" -mindepth 1 -maxdepth 1 ! -name cache -exec rm -rf {} + 2>/dev/null || true
+    rm -rf "$WINEPREFIX"
     rm -f dist/cssadmin.exe
 fi
 mkdir -p "$winwork" "$cache" dist
@@ -86,6 +87,7 @@ if [ "$(cat "$WINEPREFIX/.cssadmin-prefix" 2>/dev/null)" != "$forwarder_digest" 
     say "making the Wine prefix $WINEPREFIX ($(wine --version))"
     wineserver -k 2>/dev/null || true
     rm -rf "$WINEPREFIX"
+    mkdir -p "$(dirname "$WINEPREFIX")"
     wineboot -i > "$winwork/wineboot.log" 2>&1
     wineserver -w
     scratch=$(mktemp -d)

@@ -3,7 +3,11 @@
 # CSSADMIN_WINDOWS_WORK says otherwise.
 #
 #   $winwork         build/work/windows
-#   $winwork/prefix  the Wine prefix (WINEPREFIX), with the bcryptprimitives.dll forwarder in system32
+#   WINEPREFIX       the Wine prefix, with the bcryptprimitives.dll forwarder in system32; NOT in the
+#                    source tree: its dosdevices/z: links to /, and tools that walk the tree
+#                    following links (setuptools' package finder in `pip install -e .`) would walk
+#                    the whole file system. Default /var/cache/cssadmin-windows/prefix-<hash of $winwork>
+#                    (one per work directory, so two clones never share a wineserver); CSSADMIN_WINE_PREFIX
 #   $winwork/venv    the Windows CPython 3.11.9 (embeddable), its Lib/site-packages = build.lock
 #   $winwork/cache   downloads, kept by hash: the interpreter sdist, the Windows wheels
 #
@@ -12,7 +16,7 @@
 # program whose std handle is a regular file or /dev/null).
 root=${root:?}
 winwork=${CSSADMIN_WINDOWS_WORK:-$root/build/work/windows}
-export WINEPREFIX="$winwork/prefix"
+export WINEPREFIX=${CSSADMIN_WINE_PREFIX:-/var/cache/cssadmin-windows/prefix-$(printf %s "$winwork" | sha256sum | cut -c1-16)}
 export WINEARCH=win64
 export WINEDEBUG=${WINEDEBUG:--all}
 # No Mono or Gecko installer dialogs when the prefix is made; nothing here needs them.
