@@ -24,6 +24,10 @@ commit=$(git rev-parse HEAD)
 export CSSADMIN_COMMIT=${CSSADMIN_COMMIT:-$commit}
 # one work directory for both builds (--clean empties it but for the download cache), outside the tree
 export CSSADMIN_WINDOWS_WORK="$out/work"
+# its Wine prefix (about 700 MB, outside the tree) is made anew by each --clean build: remove it after
+# shellcheck source=windows/wine-env.sh
+. build/windows/wine-env.sh
+trap 'wineserver -k 2>/dev/null || true; rm -rf "$WINEPREFIX"' EXIT
 
 for n in 1 2; do
     echo "check-reproducible-windows: build $n of $CSSADMIN_COMMIT" >&2
