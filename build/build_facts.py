@@ -1,4 +1,4 @@
-"""Write the build facts of the frozen binary (run by build/freeze.sh and build/freeze.ps1 in the build venv).
+"""Write the build facts of the frozen binary (run by build/freeze.sh and build/freeze-windows.sh in the build venv).
 
     python build/build_facts.py WORKDIR      (environment: CSSADMIN_COMMIT, SOURCE_DATE_EPOCH)
 

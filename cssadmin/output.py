@@ -13,6 +13,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import stat
 import sys
 import time
 from pathlib import Path
@@ -60,8 +61,18 @@ def preflight(out_dir: str | os.PathLike, names: list[str], force: bool, *, requ
                           code="DESTINATION_NOT_WRITABLE") from None
 
 
+def _is_link(final: Path) -> bool:
+    """A symbolic link, or on Windows any reparse point (a junction, say, which is_symlink() misses)."""
+    try:
+        status = os.lstat(final)
+    except OSError:
+        return False
+    return stat.S_ISLNK(status.st_mode) or bool(
+        getattr(status, "st_file_attributes", 0) & stat.FILE_ATTRIBUTE_REPARSE_POINT)
+
+
 def _check_final(final: Path, force: bool) -> None:
-    if final.is_symlink():
+    if _is_link(final):
         raise OutputError(f"{final} is a symbolic link; cssadmin does not write through links",
                           code="OUTPUT_IS_SYMLINK", remedy="remove the link or choose another --out-dir")
     if final.exists():

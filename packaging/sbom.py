@@ -3,7 +3,7 @@
     python packaging/sbom.py --binary dist/cssadmin --work build/work --lock requirements/build.lock \
         --out dist/release/.../sbom.cdx.json
 
-Inputs, all made by build/freeze.sh (or build/freeze.ps1) for the binary given:
+Inputs, all made by build/freeze.sh (or build/freeze-windows.sh) for the binary given:
   WORK/bundle-contents.json  every member of the PyInstaller archive with its sha256, and the PYZ's modules
   WORK/build-facts.json      commit, build date, versions
   WORK/venv                  the build venv: which distribution each bundled file came from (RECORD)

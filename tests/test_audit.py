@@ -127,7 +127,7 @@ def test_the_chain_fields_cannot_be_supplied_by_the_caller(tmp_path):
     assert not (tmp_path / "audit.jsonl").exists()
 
 
-@pytest.mark.skipif(os.name == "nt", reason="POSIX modes")
+@pytest.mark.skipif(os.name == "nt", reason="POSIX modes: Windows has ACLs, not mode bits")
 def test_missing_directories_are_0700_and_the_log_0600(tmp_path):
     previous_umask = os.umask(0o022)
     try:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import state_home_env
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
@@ -32,8 +33,8 @@ OAEP_SHA1 = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(
 def popen(cli, args: list[str], *, token, env: dict, stdout) -> subprocess.Popen:
     """Start the CLI the way conftest's Cli.run does, without waiting for it."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("CSSADMIN_")}
-    environment.update({"HOME": str(cli.home), "XDG_STATE_HOME": str(cli.home / "state"),
-                        "PYTHONPATH": str(ROOT)})
+    environment.update(state_home_env(cli.home))
+    environment["PYTHONPATH"] = str(ROOT)
     environment.update(token.env)
     environment["CSSADMIN_PKCS11_MODULE"] = token.module
     environment.update(env)

@@ -30,6 +30,8 @@ OAEP_SHA1 = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(
 @pytest.fixture
 def tiny_fs(tmp_path):
     """A freshly mounted 4-page tmpfs, unmounted at teardown."""
+    if os.name == "nt":
+        pytest.skip("mounts a tmpfs: Linux only, not on Windows")
     mount_point = tmp_path / "tiny"
     mount_point.mkdir()
     result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={PAGES * PAGE},mode=0755", "tmpfs",

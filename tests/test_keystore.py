@@ -29,7 +29,7 @@ AES = KEY_TYPES["AES-256"]
 P256 = KEY_TYPES["EC-NISTP256"]
 P521 = KEY_TYPES["EC-NISTP521"]
 RSA2048 = KEY_TYPES["RSA-2048"]
-posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX modes: Windows has ACLs, not mode bits")
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
 
@@ -209,7 +209,7 @@ def test_file_that_is_not_ours_is_a_conflict(tmp_path, content):
     assert key_file(tmp_path, "k1").read_bytes() == content
 
 
-@pytest.mark.skipif(not hasattr(os, "symlink") or os.name != "posix", reason="symlinks")
+@pytest.mark.skipif(not hasattr(os, "symlink") or os.name != "posix", reason="the keystore refuses symlinks with O_NOFOLLOW, which Windows lacks")
 def test_symlink_at_the_key_name_is_not_followed(tmp_path):
     keystore, _ = open_keystore(tmp_path / "ks")
     keystore.get_or_create("real", AES, PROVIDER)

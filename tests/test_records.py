@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import PurePath
 
 import pytest
 
+from conftest import default_audit_log
 from keks import rsa_key, write_spki
 
 
@@ -35,7 +37,7 @@ def test_manifest_lists_every_output_and_verifies(cli, exported, key_name):
     assert report["manifest"]["sha256"] == hashlib.sha256(manifest_path.read_bytes()).hexdigest()
     assert len(report["outputs"]) == 2
     for output in report["outputs"]:
-        name = output["path"].rsplit("/", 1)[1]
+        name = PurePath(output["path"]).name
         assert (listed[name]["sha256"], listed[name]["bytes"]) == (output["sha256"], output["bytes"])
     assert manifest["provider"] == "microsoft-azure" and manifest["key_type"] == "EC-NISTP256"
     assert manifest["wrapping_key_sha256_spki"] == report["wrapping_key"]["sha256_spki"]
@@ -81,7 +83,7 @@ def test_default_audit_log_is_in_the_state_home(cli, tmp_path, pin_file, key_nam
                              "--keystore", str(tmp_path / "ks"), "--passphrase-file", pin_file("pp"),
                              "--out-dir", str(tmp_path)])
     assert code == 0, report
-    log = cli.home / "state" / "cssadmin" / "audit.jsonl"
+    log = default_audit_log(cli.home)
     assert json.loads(log.read_text())["key"]["name"] == key_name
     code, report = cli.json(["google-cloud-key-management", key_name, str(kek), "-k", "AES-256", "--force",
                              "--keystore", str(tmp_path / "ks"), "--passphrase-file", pin_file("pp"),

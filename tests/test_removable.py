@@ -87,6 +87,8 @@ def write_mountinfo(proc: Path, *lines: str) -> None:
 
 @pytest.fixture
 def sysfs(tmp_path: Path) -> Path:
+    if not hasattr(os, "makedev"):
+        pytest.skip("Linux sysfs detection: Windows has no device numbers (os.makedev, os.major)")
     root = tmp_path / "sys"
     root.mkdir()
     return root
@@ -333,8 +335,8 @@ def _cwd_source_and_removable_per_util_linux(cwd: str) -> tuple[str, bool]:
     return source, False
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the real Linux sysfs")
-@pytest.mark.skipif(not (shutil.which("findmnt") and shutil.which("lsblk")), reason="needs util-linux")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the real Linux sysfs; not on Windows")
+@pytest.mark.skipif(not (shutil.which("findmnt") and shutil.which("lsblk")), reason="needs util-linux (findmnt, lsblk; not on Windows)")
 def test_working_directory_of_this_machine():
     cwd = os.getcwd()
     source, removable_per_lsblk = _cwd_source_and_removable_per_util_linux(cwd)

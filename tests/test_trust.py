@@ -382,7 +382,7 @@ def test_pins_file_that_is_not_utf8_is_a_usage_error(tmp_path):
 
 
 def test_missing_pins_file_is_a_usage_error(tmp_path):
-    with pytest.raises(UsageError, match="cannot read pins file .*no-pins.json: No such file"):
+    with pytest.raises(UsageError, match="cannot read pins file .*no-pins.json: (No such file or directory|The system cannot find the file specified|File not found)"):
         load_pins(tmp_path / "no-pins.json")
 
 
@@ -420,6 +420,6 @@ def test_unusable_ca_bundle_is_refused(tmp_path, content, fragment):
 
 
 def test_missing_ca_bundle_is_refused_naming_it(tmp_path):
-    with pytest.raises(WrappingKeyError, match="cannot read --ca-bundle .*missing.pem: No such file") as caught:
+    with pytest.raises(WrappingKeyError, match="cannot read --ca-bundle .*missing.pem: (No such file or directory|The system cannot find the file specified|File not found)") as caught:
         load_ca_bundle(tmp_path / "missing.pem")
     assert caught.value.code == "CA_BUNDLE_UNREADABLE"

@@ -6,6 +6,7 @@ test_audit.py); these cover the output protocol, durable writes and secret files
 from __future__ import annotations
 
 import os
+import stat
 
 import pytest
 
@@ -48,6 +49,7 @@ def test_replace_gives_up_after_a_bounded_number_of_tries(windows, monkeypatch, 
     assert list(tmp_path.iterdir()) == [], "the staged file is removed"
 
 
+@pytest.mark.skipif(os.name == "nt", reason="the POSIX branch; on Windows the Windows branch runs")
 def test_on_posix_a_permission_error_is_not_retried(monkeypatch, tmp_path):
     attempts = []
 
@@ -72,6 +74,7 @@ def test_pin_file_modes_are_not_judged_on_windows(windows, tmp_path):
     assert secret_input.from_file(str(pin)) == "1234"
 
 
+@pytest.mark.skipif(os.name == "nt", reason="the POSIX branch; on Windows the Windows branch runs")
 def test_pin_file_modes_are_judged_on_posix(tmp_path):
     pin = tmp_path / "pin"
     pin.write_text("1234\n")
@@ -118,3 +121,60 @@ def test_a_new_passphrase_is_typed_twice(monkeypatch):
         secret_input.from_terminal("Passphrase: ", "passphrase", confirm=True)
     assert "differ" in caught.value.message
 
+
+
+class FakeStat:
+    """What os.lstat gives on Windows for a reparse point that is not a symlink (a junction, say)."""
+    def __init__(self, real):
+        self.st_mode = real.st_mode  # a plain file or directory to S_ISLNK
+        self.st_file_attributes = stat.FILE_ATTRIBUTE_REPARSE_POINT | stat.FILE_ATTRIBUTE_ARCHIVE
+
+
+@pytest.fixture
+def reparse_point_at(monkeypatch):
+    """Make os.lstat report `path` as a Windows reparse point, as Wine cannot (it shows no reparse points)."""
+    def install(path):
+        real_lstat = os.lstat
+
+        def lstat(target, *args, **kwargs):
+            status = real_lstat(target, *args, **kwargs)
+            return FakeStat(status) if os.fspath(target) == os.fspath(path) else status
+        monkeypatch.setattr(output.os, "lstat", lstat)
+    return install
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_reparse_point_at_an_output_name_is_refused_in_preflight(windows, reparse_point_at, tmp_path, force):
+    final = tmp_path / "k-wrapped"
+    final.write_bytes(b"elsewhere")
+    reparse_point_at(final)
+    with pytest.raises(OutputError) as caught:
+        output.preflight(tmp_path, ["k-wrapped"], force=force)
+    assert caught.value.code == "OUTPUT_IS_SYMLINK" and caught.value.exit_code == 7
+    assert final.read_bytes() == b"elsewhere"
+
+
+def test_a_reparse_point_at_an_output_name_is_refused_when_writing(windows, reparse_point_at, tmp_path):
+    final = tmp_path / "k-wrapped"
+    final.write_bytes(b"elsewhere")
+    reparse_point_at(final)
+    with pytest.raises(OutputError) as caught:
+        output.write_all(tmp_path, [("k-wrapped", b"blob")], force=True)
+    assert caught.value.code == "OUTPUT_IS_SYMLINK"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k-wrapped"] and final.read_bytes() == b"elsewhere"
+
+
+def test_a_plain_file_with_other_attributes_is_not_a_reparse_point(windows, monkeypatch, tmp_path):
+    final = tmp_path / "k-wrapped"
+    final.write_bytes(b"old")
+    real_lstat = os.lstat
+
+    class Archived:
+        def __init__(self, real):
+            self.st_mode = real.st_mode
+            self.st_file_attributes = stat.FILE_ATTRIBUTE_ARCHIVE
+    monkeypatch.setattr(output.os, "lstat", lambda target, *a, **k: Archived(real_lstat(target, *a, **k))
+                        if os.fspath(target) == os.fspath(final) else real_lstat(target, *a, **k))
+    with pytest.raises(OutputError) as caught:
+        output.preflight(tmp_path, ["k-wrapped"], force=False)
+    assert caught.value.code == "OUTPUT_EXISTS"
