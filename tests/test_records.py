@@ -80,13 +80,13 @@ def test_audit_chain_verifies_and_a_one_byte_change_is_found(cli, exported, key_
 def test_default_audit_log_is_in_the_state_home(cli, tmp_path, pin_file, key_name):
     kek = write_spki(rsa_key(4096), tmp_path / "job.pem", pem=True)
     code, report = cli.json(["google-cloud-key-management", key_name, str(kek), "-k", "AES-256",
-                             "--keystore", str(tmp_path / "ks"), "--passphrase-file", pin_file("pp"),
+                             "--keystore", str(tmp_path / "ks"), "--passphrase-file", pin_file("a keystore passphrase"),
                              "--out-dir", str(tmp_path)])
     assert code == 0, report
     log = default_audit_log(cli.home)
     assert json.loads(log.read_text())["key"]["name"] == key_name
     code, report = cli.json(["google-cloud-key-management", key_name, str(kek), "-k", "AES-256", "--force",
-                             "--keystore", str(tmp_path / "ks"), "--passphrase-file", pin_file("pp"),
+                             "--keystore", str(tmp_path / "ks"), "--passphrase-file", pin_file("a keystore passphrase"),
                              "--out-dir", str(tmp_path), "--no-audit"])
     assert code == 0, report
     assert len(log.read_text().splitlines()) == 1

@@ -50,7 +50,7 @@ def token_place(cli, tmp_path, softhsm, pin_file):
 
 @pytest.fixture
 def keystore_place(cli, tmp_path, pin_file):
-    return Place(cli, tmp_path, ["--keystore", str(tmp_path / "ks"), "--passphrase-file", pin_file("keystore pp")])
+    return Place(cli, tmp_path, ["--keystore", str(tmp_path / "ks"), "--passphrase-file", pin_file("keystore passphrase")])
 
 
 @pytest.fixture(params=["token", "keystore"])

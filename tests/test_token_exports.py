@@ -180,6 +180,7 @@ def test_export_from_opencryptoki(cli, opencryptoki327, pin_file, tmp_path, key_
             assert base64.b64decode((out / f"{key_name}-hash").read_bytes()) == opencryptoki327.digest(key_name)
     else:
         assert unwrap.der_covers_whole_buffer(plaintext), "trailing bytes after the PKCS#8"
-        public_pem = (out / f"{key_name}-public.pem").read_bytes()
-        assert unwrap.pkcs8_public_pem(plaintext) == public_pem
-        assert public_pem == opencryptoki327.public_pem(key_name), "the public key the token holds"
+        token_public = opencryptoki327.public_pem(key_name)
+        assert unwrap.pkcs8_public_pem(plaintext) == token_public, "the public key the token holds"
+        if provider != "hashicorp-vault":   # transit's import takes the ciphertext alone
+            assert (out / f"{key_name}-public.pem").read_bytes() == token_public
