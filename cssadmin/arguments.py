@@ -20,23 +20,11 @@ DESCRIPTION = """\
 Generate a key inside a PKCS#11 token, wrap it inside the token with a cloud's public wrapping
 key, and write the files that the cloud's bring-your-own-key import expects.
 
-providers, and the key type each makes without -k:
-  aws                          AES-256 (also RSA, EC and HMAC with RSA_AES_KEY_WRAP_SHA_*)
-  google-compute-engine        AES-256 (the only type)
-  google-cloud-key-management  RSA-2048 (also EC, AES-256 and HMAC)
-  microsoft-azure              RSA-2048 (also RSA-3072/4096 and EC; AES to a Managed HSM)
-  salesforce                   AES-256 (the only type)
-  oci                          AES-256 (also AES-128/192 and RSA)
-  hashicorp-vault              AES-256 (also AES-128, RSA, EC and HMAC)
+{providers}
 
 export-plan PLAN.toml wraps one key for every destination of a TOML ceremony plan: all wrapping
 keys are judged before the token is opened, files go to <out-dir>/<destination name>/, all or
 nothing; --check stops before the token and prints what would be done (README: ceremony plans)."""
-
-# The default key type of each provider as --help states it (a test holds it to the providers' own).
-DEFAULT_KEY_TYPES = {"aws": "AES-256", "google-compute-engine": "AES-256",
-                     "google-cloud-key-management": "RSA-2048", "microsoft-azure": "RSA-2048",
-                     "salesforce": "AES-256", "oci": "AES-256", "hashicorp-vault": "AES-256"}
 
 EXIT_CODES = """\
 exit codes:
@@ -141,8 +129,26 @@ def _check_positionals(args: list[str]) -> None:
                          "to several wrapping keys? give exactly one", code="WRAP_KEY_AMBIGUOUS")
 
 
+_FAMILIES = {"aes": "AES", "rsa": "RSA", "ec": "EC", "hmac": "HMAC"}
+
+
+def _provider_lines() -> str:
+    """Each provider and the key type it makes without -k, from the provider modules themselves."""
+    from .keytypes import KEY_TYPES
+    from .providers import PROVIDER_NAMES, get_provider
+    lines = ["providers, and the key type each makes without -k:"]
+    for name in PROVIDER_NAMES:
+        provider = get_provider(name)
+        others = [family for family in _FAMILIES if any(KEY_TYPES[kind].family == family for kind in provider.key_types
+                                                          if kind != provider.default_key_type)]
+        also = f"also {', '.join(_FAMILIES[family] for family in others)}" if others else "the only type"
+        lines.append(f"  {name:<28} {provider.default_key_type} ({also})")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="cssadmin", usage=USAGE, description=DESCRIPTION, epilog=EXIT_CODES,
+    parser = _Parser(prog="cssadmin", usage=USAGE, description=DESCRIPTION.format(providers=_provider_lines()),
+                     epilog=EXIT_CODES,
                      formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.register("action", None, _StoreOnce)      # every single-value option, in every group
     parser.register("action", "store", _StoreOnce)
@@ -171,11 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     passphrase.add_argument("--passphrase-env", metavar="VAR", help="keystore passphrase variable")
 
     key = parser.add_argument_group("key and provider")
+    from .keytypes import KEY_TYPES
     key.add_argument("-k", "--key-type", metavar="KEYTYPE",
-                     help="AES-256, EC-NISTP256, EC-NISTP384, EC-NISTP521, EC-SECP256K1, RSA-2048, RSA-3072, "
-                          "RSA-4096; aws and google-cloud-key-management also HMAC-224, HMAC-256, HMAC-384, HMAC-512; "
-                          "AES-128 and AES-192 for oci and microsoft-azure (Managed HSM), AES-128 for "
-                          "hashicorp-vault (see README's provider table)")
+                     help=f"{', '.join(KEY_TYPES)}, each where its provider takes it (a type it does not take is "
+                          "exit 4, listing those it does; README's provider table)")
     key.add_argument("--reuse-key", action="store_true",
                      help="re-export an existing key that was created for another provider")
     key.add_argument("-a", "--azure-kek", metavar="AZUREKEK", help="Azure key ID (kid) of the KEK")
