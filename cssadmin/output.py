@@ -133,11 +133,14 @@ def place_all(out_dir: str | os.PathLike, files: list[tuple[str, bytes]], force:
 def _recheck_removable(directory: Path) -> None:
     """--require-removable again, on the directory's own descriptor, just before the first file is placed:
     a mount swapped in after the pre-flight cannot receive the key."""
-    descriptor = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        detection = removable.detect_fd(descriptor, str(directory))
-    finally:
-        os.close(descriptor)
+    if durable.ON_WINDOWS:   # a directory cannot be opened there; its drive is asked again by path
+        detection = removable.detect(directory)
+    else:
+        descriptor = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            detection = removable.detect_fd(descriptor, str(directory))
+        finally:
+            os.close(descriptor)
     if not detection.removable:
         raise OutputError(f"--require-removable: {detection.detail} (checked again before writing)",
                           code="NOT_REMOVABLE", remedy="write to removable media, or leave out --require-removable")

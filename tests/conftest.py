@@ -100,6 +100,9 @@ def token_specs(request, tmp_path_factory) -> dict:
     """{"tokens": [...], "why": reason when none, "system_before": ...}. Without CSSADMIN_TEST_TOKENS this
     provisions fresh tokens (tests/tokens/provision.sh), records the system openCryptoki first, and stops
     the openCryptoki 3.27 daemon at the end of the session. Hold /tmp/cssadmin-suite.lock around it."""
+    if os.name == "nt":
+        return {"tokens": [], "why": "Windows: no PKCS#11 test token here (the keystore covers these paths)",
+                "system_before": None}
     listed = os.environ.get("CSSADMIN_TEST_TOKENS")
     recorded = os.environ.get("CSSADMIN_SYSTEM_STATE")      # written by tests/run.sh before it provisioned
     before = json.loads(Path(recorded).read_text()) if recorded else None

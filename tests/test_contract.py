@@ -2,15 +2,12 @@
 hostile input files, secrets never echoed, repeated options, the structured remedy."""
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import select
 import signal
 import subprocess
 import sys
-import termios
 import time
 from pathlib import Path
 
@@ -108,6 +105,9 @@ def test_sigint_during_an_export_is_130_in_status_and_json(cli, tmp_path, kek409
 
 def run_on_a_terminal(command: list[str], env: dict, answer: bytes, wait_for: bytes) -> tuple[int, bytes]:
     """Run `command` with a pseudo-terminal as its controlling terminal; type `answer` after `wait_for`."""
+    import fcntl
+    import pty
+    import termios
     master, slave = pty.openpty()
 
     def take_the_terminal():
@@ -137,6 +137,7 @@ def run_on_a_terminal(command: list[str], env: dict, answer: bytes, wait_for: by
         os.close(master)
 
 
+@pytest.mark.skipif(os.name == "nt", reason="Windows has no pseudo-terminal (pty) to type Ctrl-C at the prompt")
 @pytest.mark.parametrize("as_json", [False, True])
 def test_ctrl_c_at_the_passphrase_prompt_is_130(cli, tmp_path, kek4096, as_json):
     args = [a for a in keystore_export(tmp_path, kek4096) if a != "--passphrase-file"]
@@ -201,6 +202,7 @@ def timed(cli, args, **kwargs):
     return result, time.monotonic() - started
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="Windows has no FIFOs (os.mkfifo)")
 @pytest.mark.parametrize("action", ["verify-manifest", "verify-audit"])
 def test_a_fifo_as_a_verify_input_exits_7_at_once_with_one_line(cli, tmp_path, action):
     fifo = tmp_path / "fifo"
@@ -210,6 +212,7 @@ def test_a_fifo_as_a_verify_input_exits_7_at_once_with_one_line(cli, tmp_path, a
     assert result.stdout == "" and len(result.stderr.splitlines()) == 1 and "FIFO" in result.stderr
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="Windows has no FIFOs (os.mkfifo)")
 def test_a_fifo_as_the_passphrase_file_exits_5_at_once(cli, tmp_path, kek4096):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo, 0o600)
@@ -220,6 +223,7 @@ def test_a_fifo_as_the_passphrase_file_exits_5_at_once(cli, tmp_path, kek4096):
     assert len(result.stderr.splitlines()) == 1 and "FIFO" in result.stderr
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="Windows has no FIFOs (os.mkfifo)")
 @pytest.mark.token
 def test_a_fifo_as_the_pin_file_exits_5_at_once(cli, tmp_path, kek4096, softhsm):
     fifo = tmp_path / "fifo"
@@ -231,6 +235,7 @@ def test_a_fifo_as_the_pin_file_exits_5_at_once(cli, tmp_path, kek4096, softhsm)
     assert len(result.stderr.splitlines()) == 1 and "FIFO" in result.stderr
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="Windows has no FIFOs (os.mkfifo)")
 def test_a_file_swapped_for_a_fifo_after_a_stat_does_not_hang(tmp_path):
     """open_regular judges the descriptor it opened, so a swap between any stat and the open cannot block."""
     from cssadmin import inputs
@@ -245,6 +250,7 @@ def test_a_file_swapped_for_a_fifo_after_a_stat_does_not_hang(tmp_path):
     assert time.monotonic() - started < 2
 
 
+@pytest.mark.skipif(os.name == "nt", reason="Windows has no resource module to bound the memory with")
 def test_a_huge_audit_line_is_refused_in_bounded_memory(tmp_path):
     log = tmp_path / "audit.jsonl"
     with open(log, "wb") as handle:
@@ -259,6 +265,7 @@ def test_a_huge_audit_line_is_refused_in_bounded_memory(tmp_path):
     assert int(result.stderr) < 100 * 1024      # kilobytes: far below the 300 MB a whole-line read takes
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="Windows has no FIFOs (os.mkfifo)")
 def test_wrapping_key_reader_refuses_a_fifo_without_blocking(tmp_path):
     from cssadmin.errors import WrappingKeyError
     from cssadmin.wrapping_key import load_wrapping_key_file

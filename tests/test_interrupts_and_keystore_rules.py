@@ -75,10 +75,15 @@ def test_the_destination_is_checked_again_just_before_the_first_file_is_placed(m
     """--require-removable: a mount swapped in after the pre-flight is caught on the directory's descriptor."""
     seen = []
 
-    def not_removable(descriptor, path_text, **kwargs):
+    def not_removable_fd(descriptor, path_text, **kwargs):
         seen.append(os.fstat(descriptor).st_ino)
         return removable.Detection(False, f"{path_text} is on a tmpfs now")
-    monkeypatch.setattr(removable, "detect_fd", not_removable)
+
+    def not_removable_path(path, **kwargs):   # Windows cannot open a directory: asked by path there
+        seen.append(os.stat(path).st_ino)
+        return removable.Detection(False, f"{path} is on a tmpfs now")
+    monkeypatch.setattr(removable, "detect_fd", not_removable_fd)
+    monkeypatch.setattr(removable, "detect", not_removable_path)
     with pytest.raises(OutputError) as caught:
         output.place_all(tmp_path, [("k-wrapped", b"blob"), ("k-manifest.json", b"{}")], False, require_removable=True)
     assert caught.value.code == "NOT_REMOVABLE" and "checked again" in caught.value.message

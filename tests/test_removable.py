@@ -445,7 +445,7 @@ def tmpfs_named_like_a_stick(tmp_path):
         subprocess.run(["umount", str(mountpoint)], check=False)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux mounts")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux mounts (not on Windows or macOS)")
 def test_a_tmpfs_with_a_device_like_source_is_not_removable(tmpfs_named_like_a_stick, sysfs):
     add_usb_stick(sysfs)    # the device the source string names is a USB stick
     detection = detect(tmpfs_named_like_a_stick, sysfs_root=str(sysfs))
@@ -453,7 +453,7 @@ def test_a_tmpfs_with_a_device_like_source_is_not_removable(tmpfs_named_like_a_s
     assert "tmpfs" in detection.detail and "no block device" in detection.detail
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux mounts")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux mounts (not on Windows or macOS)")
 def test_detect_fd_judges_the_open_directory(tmpfs_named_like_a_stick, sysfs):
     from cssadmin.removable import detect_fd
     add_usb_stick(sysfs)

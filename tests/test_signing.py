@@ -53,10 +53,9 @@ def keystore_place(cli, tmp_path, pin_file):
     return Place(cli, tmp_path, ["--keystore", str(tmp_path / "ks"), "--passphrase-file", pin_file("keystore passphrase")])
 
 
-@pytest.fixture(params=["token", "keystore"])
+@pytest.fixture(params=[pytest.param("token", marks=pytest.mark.token), "keystore"])
 def place(request):
     if request.param == "token":
-        request.applymarker(pytest.mark.token)
         return request.getfixturevalue("token_place")
     return request.getfixturevalue("keystore_place")
 

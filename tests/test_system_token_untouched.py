@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+pytestmark = pytest.mark.skipif(os.name == "nt", reason="Windows: no system openCryptoki to leave untouched")
+
 from keks import rsa_key, write_spki
 from tokens import system_state
 
