@@ -473,6 +473,7 @@ def test_non_block_filesystems_naming_a_usb_partition_are_not_removable(sysfs, t
     assert linux(os.makedev(0, 40), sysfs, proc).removable is False
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux mounts (not on Windows or macOS)")
 def test_require_removable_refuses_the_disguised_tmpfs(tmpfs_named_like_a_stick, tmp_path):
     from keks import rsa_key, write_spki
     kek = write_spki(rsa_key(4096), tmp_path / "WrappingKey.bin")
