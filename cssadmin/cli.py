@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result() if callable(result) else _render_success(result, as_json)
         sys.stdout.flush()
-    except BrokenPipeError:
+    except _CLOSED_PIPE:
         # The run succeeded and is on the record (files verified, audit record written before rendering);
         # only its report could not be delivered. As a Unix tool killed by SIGPIPE: no traceback, 141.
         _discard_stdout()
@@ -76,9 +76,16 @@ def _fail(failure: CssadminError, as_json: bool) -> int:
     try:
         _render_failure(failure, as_json)
         sys.stdout.flush()
-    except BrokenPipeError:
+    except _CLOSED_PIPE:
         _discard_stdout()
     return failure.exit_code
+
+
+if os.name == "nt":
+    # Windows reports a write to a pipe whose reader has gone as EINVAL (OSError 22), not EPIPE.
+    _CLOSED_PIPE: tuple[type[BaseException], ...] = (BrokenPipeError, OSError)
+else:
+    _CLOSED_PIPE = (BrokenPipeError,)
 
 
 def _discard_stdout() -> None:

@@ -70,10 +70,11 @@ def pytest_runtest_makereport(item, call):
             and item.get_closest_marker("token")):
         report.outcome = "failed"
         report.longrepr = f"token test skipped but CSSADMIN_REQUIRE_TOKENS=1: {report.longrepr}"
-    # tests/run-windows.sh: a test skips on Windows only for a reason that names Windows (or Wine);
-    # any other skip there is a test that could run and did not.
+    # tests/run-windows.sh: a test skips on Windows only for a reason that names Windows (or Wine), or
+    # the frozen binary (skips that the Linux binary leg makes too); any other skip there is a test
+    # that could run and did not.
     if (report.skipped and not hasattr(report, "wasxfail") and os.environ.get("CSSADMIN_WINDOWS_SKIPS_NAMED") == "1"
-            and not any(word in str(report.longrepr) for word in ("Windows", "Wine"))):
+            and not any(word in str(report.longrepr) for word in ("Windows", "Wine", "frozen"))):
         report.outcome = "failed"
         report.longrepr = f"skipped on Windows for a reason that does not name Windows: {report.longrepr}"
 

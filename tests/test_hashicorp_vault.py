@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 import unwrap
 from keks import rsa_key, write_private_pem, write_spki
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the OpenBao dev server is run on Linux only")
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Windows: the OpenBao dev server is run on Linux only")
 
 TRANSIT_TYPES = {"AES-256": "aes256-gcm96", "AES-128": "aes128-gcm96", "EC-NISTP256": "ecdsa-p256",
                  "RSA-2048": "rsa-2048", "HMAC-256": "hmac"}
