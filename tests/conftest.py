@@ -57,8 +57,9 @@ def pytest_addoption(parser):
 
 def pytest_collection_modifyitems(config, items):
     # Every test that drives the command line can run against the frozen binary: `-m binary --binary PATH`.
+    # A test marked source_only (it spies on the interpreter) stays out of that run.
     for item in items:
-        if "cli" in getattr(item, "fixturenames", ()):
+        if "cli" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("source_only"):
             item.add_marker(pytest.mark.binary)
 
 

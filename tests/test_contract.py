@@ -320,9 +320,8 @@ pkcs11.lib = lib
 
 
 @pytest.mark.token
+@pytest.mark.source_only   # the spy is a sitecustomize module, which a frozen binary does not load
 def test_the_pin_variable_is_gone_before_the_vendor_module_loads(cli, tmp_path, kek4096, softhsm, key_name):
-    if cli.frozen:
-        pytest.skip("the spy is a sitecustomize module, which a frozen binary does not load")
     spy = tmp_path / "spy"
     spy.mkdir()
     (spy / "sitecustomize.py").write_text(SPY)
