@@ -129,7 +129,7 @@ def _render_export(result: dict) -> None:
     print(f"key: {key['name']} ({key['type']}, {'created' if key['created'] else 'existing'}, "
           f"protection: {key['protection']})")
     print(f"wrapping key: RSA-{kek['bits']}, SHA-256 of SubjectPublicKeyInfo {kek['sha256_spki']}")
-    print(f"algorithm: {result['algorithm']}")
+    print(f"algorithm: {result['algorithm']} (wrapped with {result['mechanism']})")
     for item in result["outputs"] + [result["manifest"]] + ([result["signature"]] if result.get("signature") else []):
         print(f"wrote {item['path']} ({item['bytes']} bytes, sha256 {item['sha256']})")
     if result.get("signer"):

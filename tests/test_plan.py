@@ -314,7 +314,7 @@ def test_one_key_one_login_each_scheme_self_tested_once(keks, tmp_path, out, key
 
         def self_test(self, key_type, scheme):
             calls.append(("self-test", scheme.kind, scheme.hash))
-            super().self_test(key_type, scheme)
+            return super().self_test(key_type, scheme)
 
     destinations = three_destinations(keks, "RSA_AES_KEY_WRAP_SHA_256")
     destinations.append({"name": "aws-ap", "provider": "aws", "wrapping_key": keks("ap", 4096, der=True),
