@@ -68,7 +68,13 @@ def _execute(argv: list[str], as_json: bool):
         if variable:   # out of the environment before any vendor module is loaded
             secret_input.take_from_env(variable)
     from .commands import dispatch
-    return dispatch(namespace)
+    return dispatch(namespace, _progress)
+
+
+def _progress(text: str) -> None:
+    """What a long action is doing, on stderr, only when stderr is a terminal (never in a pipe or a log)."""
+    if sys.stderr.isatty():
+        print(f"cssadmin: {text}", file=sys.stderr, flush=True)
 
 
 def _fail(failure: CssadminError, as_json: bool) -> int:

@@ -48,6 +48,11 @@ class Pkcs11Custody(SigningKeyMixin, CustodyBase):
         with token_step("list its mechanisms"):
             self._mechanisms = self._slot.get_mechanisms()
 
+    def token_facts(self) -> dict:
+        """What the token says it is: {"label", "manufacturer", "model", "firmware"}."""
+        return {"label": self._token.label.strip(), "manufacturer": self._token.manufacturer_id.strip(),
+                "model": self._token.model.strip(), "firmware": ".".join(map(str, self._token.firmware_version))}
+
     def _login(self, pin_source: SecretSource):
         needs_pin = self._force_login or bool(self._token.flags & TokenFlag.LOGIN_REQUIRED)
         pin = pin_source() if needs_pin else None
