@@ -17,7 +17,8 @@ PRIVATE = ("RSA-", "EC-")
 
 
 def _is_rsa_aes(algorithm: str) -> bool:
-    return "AES" in algorithm       # RSA_AES_KEY_WRAP_*, RSA_OAEP_*_AES_256, CKM_RSA_AES_KEY_WRAP, RSA_OAEP_AES_SHA256
+    # RSA_AES_KEY_WRAP_*, RSA_OAEP_*_AES_256, CKM_RSA_AES_KEY_WRAP, RSA_OAEP_AES_SHA256 (not RSAES_*)
+    return "_AES_" in algorithm
 
 
 def _is_oaep(algorithm: str, *hashes: str) -> bool:

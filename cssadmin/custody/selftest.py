@@ -70,8 +70,8 @@ def _failed(scheme: WrapScheme, detail: str, remedy: str | None = None) -> Custo
 def _unwrap(private, scheme: WrapScheme, blob: bytes) -> bytes:
     try:
         return softwrap.unwrap(private, scheme, blob)
-    except (ValueError, InvalidUnwrap):
-        raise _failed(scheme, "the token's output does not unwrap") from None
+    except (ValueError, InvalidUnwrap) as failure:
+        raise _failed(scheme, f"the token's output does not unwrap ({failure or type(failure).__name__})") from None
 
 
 def _probe_secret(token: SelfTestable, length: int, scheme: WrapScheme, private, path: str | None) -> None:
