@@ -57,18 +57,20 @@ def oaep_parameters(hash_name: str) -> tuple:
     return (digest, mgf, None)
 
 
-class _Struct(ctypes.Structure):
-    # PKCS#11 headers pack their structs to 1 byte on Windows, and leave natural alignment elsewhere.
-    if sys.platform == "win32":
+# PKCS#11 headers pack their structs to 1 byte on Windows, and leave natural alignment elsewhere.
+_PACKED = sys.platform == "win32"
+
+
+class _OaepParams(ctypes.Structure):
+    if _PACKED:
         _pack_ = 1
-
-
-class _OaepParams(_Struct):
     _fields_ = [("hashAlg", ctypes.c_ulong), ("mgf", ctypes.c_ulong), ("source", ctypes.c_ulong),
                 ("pSourceData", ctypes.c_void_p), ("ulSourceDataLen", ctypes.c_ulong)]
 
 
-class _RsaAesKeyWrapParams(_Struct):
+class _RsaAesKeyWrapParams(ctypes.Structure):
+    if _PACKED:
+        _pack_ = 1
     _fields_ = [("ulAESKeyBits", ctypes.c_ulong), ("pOAEPParams", ctypes.POINTER(_OaepParams))]
 
 
