@@ -108,6 +108,7 @@ def test_three_destinations_from_the_keystore(cli, keks, keystore, out, tmp_path
     check_plan_outputs(cli, out, key_name, report, secrets[0])
     assert [d["algorithm"] for d in report["destinations"]] == [
         "RSAES_OAEP_SHA_1", "RSA_AES_KEY_WRAP_SHA_256", "RSA_OAEP_4096_SHA1_AES_256"]
+    assert [d["mechanism"] for d in report["destinations"]] == ["software (cryptography)"] * 3
     records = [json.loads(line) for line in audit.read_text().splitlines()]
     assert [(r["event"], r["provider"], r["algorithm"]) for r in records] == [
         ("export", "aws", "RSAES_OAEP_SHA_1"), ("export", "aws", "RSA_AES_KEY_WRAP_SHA_256"),
