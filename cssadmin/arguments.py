@@ -14,7 +14,8 @@ USAGE = ("cssadmin [-h] [--version] [-m MODULE] [-O CARDSET | -S SOFTCARD | -M] 
          "[--expect-head SEQ:SHA256]\n"
          "       cssadmin verify-audit FILE [--signer-fingerprint SHA256 | --signer-key PEM] "
          "[--expect-head SEQ:SHA256]\n"
-         "       cssadmin signing-key LABEL [--out FILE] [token or keystore options]")
+         "       cssadmin signing-key LABEL [--out FILE] [token or keystore options]\n"
+         "       cssadmin check-token [--json] [token options]")
 
 DESCRIPTION = """\
 Generate a key inside a PKCS#11 token, wrap it inside the token with a cloud's public wrapping
@@ -24,7 +25,11 @@ key, and write the files that the cloud's bring-your-own-key import expects.
 
 export-plan PLAN.toml wraps one key for every destination of a TOML ceremony plan: all wrapping
 keys are judged before the token is opened, files go to <out-dir>/<destination name>/, all or
-nothing; --check stops before the token and prints what would be done (README: ceremony plans)."""
+nothing; --check stops before the token and prints what would be done (README: ceremony plans).
+
+check-token runs the mechanism self-test of every provider x key type x algorithm on throwaway
+session keys and prints what this token can export, for whom, and why not: run it first on a new
+HSM. It writes nothing to the token."""
 
 EXIT_CODES = """\
 exit codes:
@@ -118,6 +123,10 @@ def _extra_positionals(args: list[str], allowed: int, usage: str) -> UsageError:
 
 
 def _check_positionals(args: list[str]) -> None:
+    if args and args[0] == "check-token":
+        if len(args) > 1:
+            raise _extra_positionals(args, 1, "cssadmin check-token")
+        return
     if args and args[0] in VERIFY_ACTIONS:
         if len(args) > 2:
             raise _extra_positionals(args, 2, f"cssadmin {args[0]} FILE")

@@ -68,7 +68,13 @@ def _execute(argv: list[str], as_json: bool):
         if variable:   # out of the environment before any vendor module is loaded
             secret_input.take_from_env(variable)
     from .commands import dispatch
-    return dispatch(namespace)
+    return dispatch(namespace, _progress)
+
+
+def _progress(text: str) -> None:
+    """What a long action is doing, on stderr, only when stderr is a terminal (never in a pipe or a log)."""
+    if sys.stderr.isatty():
+        print(f"cssadmin: {text}", file=sys.stderr, flush=True)
 
 
 def _fail(failure: CssadminError, as_json: bool) -> int:
@@ -136,7 +142,7 @@ def _render_export(result: dict) -> None:
     print(f"key: {key['name']} ({key['type']}, {'created' if key['created'] else 'existing'}, "
           f"protection: {key['protection']})")
     print(f"wrapping key: RSA-{kek['bits']}, SHA-256 of SubjectPublicKeyInfo {kek['sha256_spki']}")
-    print(f"algorithm: {result['algorithm']}")
+    print(f"algorithm: {result['algorithm']} (wrapped with {result['mechanism']})")
     for item in result["outputs"] + [result["manifest"]] + ([result["signature"]] if result.get("signature") else []):
         print(f"wrote {item['path']} ({item['bytes']} bytes, sha256 {item['sha256']})")
     if result.get("signer"):

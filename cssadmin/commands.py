@@ -17,6 +17,7 @@ SIGNING_KEY_ACTION = "signing-key"
 _VERIFY_OPTIONS = ("--signer-fingerprint", "signer_fingerprint"), ("--signer-key", "signer_key"), \
     ("--expect-head", "expect_head")
 PLAN_ACTION = "export-plan"
+CHECK_TOKEN_ACTION = "check-token"
 # What a plan sets per destination, so the command line must not.
 _PLAN_FIELDS_NOT_OPTIONS = (("key_type", "-k/--key-type"), ("azure_kek", "-a/--azure-kek"),
                             ("import_method", "--import-method"), ("csek_uri", "--csek-uri"),
@@ -24,8 +25,12 @@ _PLAN_FIELDS_NOT_OPTIONS = (("key_type", "-k/--key-type"), ("azure_kek", "-a/--a
                             ("pins", "--pins"), ("trust_unpinned", "--trust-unpinned"))
 
 
-def dispatch(namespace: argparse.Namespace) -> dict:
+def dispatch(namespace: argparse.Namespace, progress=None) -> dict:
+    """`progress`, when given, is told what a long action is doing (cli.py shows it on a terminal)."""
     args = namespace.args
+    if args and args[0] == CHECK_TOKEN_ACTION:
+        _refuse(namespace, args[0], *_VERIFY_OPTIONS, ("--signing-key", "signing_key"), ("--out", "out"))
+        return check_token(namespace, progress or (lambda _text: None))
     if args and args[0] in VERIFY_ACTIONS:
         _refuse(namespace, args[0], ("--signing-key", "signing_key"), ("--out", "out"))
         return _verify_action(namespace)
@@ -174,6 +179,30 @@ def export_plan(namespace: argparse.Namespace) -> dict:
     if namespace.check:
         return plan.check(ceremony)
     return plan.run(ceremony, lambda: _open_custody(namespace))
+
+
+def check_token(namespace: argparse.Namespace, progress) -> dict:
+    from . import token_check
+
+    _check_conflicts(namespace)
+    if namespace.keystore:
+        raise UsageError("check-token checks a PKCS#11 token; --keystore does not apply", code="OPTION_NOT_APPLICABLE")
+    with _open_custody(namespace) as custody:
+        token = custody.token_facts()
+        rows = [row.as_dict() for row in token_check.check(custody, progress)]
+    passed = sum(row["ok"] for row in rows)
+    summary = [f"token '{token['label']}' ({token['manufacturer']} {token['model']}, firmware {token['firmware']}): "
+               f"{passed} of {len(rows)} exports possible", *_table(rows)]
+    return {"ok": True, "token": token, "results": rows, "warnings": [], "summary": summary}
+
+
+def _table(rows: list[dict]) -> list[str]:
+    heading = ("provider", "key type", "algorithm", "verdict", "mechanism", "reason")
+    cells = [(row["provider"], row["key_type"], row["algorithm"], "ok" if row["ok"] else "refused",
+              row["mechanism"] or "-", row["reason"] or "") for row in rows]
+    widths = [max(len(line[column]) for line in [heading, *cells]) for column in range(5)]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[5]
+            for line in [heading, *cells]]
 
 
 def _require_pinned(namespace: argparse.Namespace) -> bool:

@@ -72,7 +72,11 @@ class Exported:
     """What left the custody: the wrapped key and the facts about it."""
     key: KeyFacts
     wrapped: Wrapped
-    warnings: tuple[str, ...]
+    warnings: tuple[str, ...]     # the software keystore's, and those of a better path whose self-test failed
+
+    @property
+    def mechanism(self) -> str:
+        return self.wrapped.mechanism
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ class Report:
         facts = self.facts
         return {"ok": True, "provider": facts.provider, "key": facts.key.as_dict(),
                 "wrapping_key": facts.wrapping_key.as_dict(), "algorithm": facts.algorithm,
-                "outputs": [item.as_dict() for item in self.outputs], "manifest": self.manifest.as_dict(),
+                "mechanism": facts.mechanism, "outputs": [item.as_dict() for item in self.outputs], "manifest": self.manifest.as_dict(),
                 "signature": self.signature.as_dict() if self.signature else None, "signer": self.signer,
                 "audit": self.audit, "next_step": facts.next_step, "warnings": list(facts.warnings)}
 
@@ -210,18 +214,20 @@ def _with_next_steps(failure: CustodyError, plan: Plan, policy: PolicyDecision) 
 
 def wrap_for_each(key_type: KeyType, jobs: Sequence[tuple[PolicyDecision, WrappingKey]], custody: Custody,
                   key: KeyRef) -> tuple[Exported, ...]:
-    """Self-test each distinct scheme once, then wrap the key for each (policy, wrapping key)."""
-    for scheme in dict.fromkeys(policy.scheme for policy, _ in jobs):
-        custody.self_test(key_type, scheme)
-    blobs = [custody.wrap(key.handle, policy.scheme, kek.public_key) for policy, kek in jobs]
+    """Self-test each distinct scheme once, then wrap the key for each (policy, wrapping key) along the
+    path whose self-test passed."""
+    paths = {scheme: custody.self_test(key_type, scheme) for scheme in dict.fromkeys(policy.scheme for policy, _ in jobs)}
+    blobs = [custody.wrap(key.handle, policy.scheme, kek.public_key, paths[policy.scheme].mechanism)
+             for policy, kek in jobs]
     secret_sha256 = None if key_type.is_private_key else custody.digest(key.handle)
     public_key_pem = custody.public_key_pem(key)
     generator = f"cssadmin {__version__}; {custody.description}"
     facts = KeyFacts(key.name, key_type.name, key.created, custody.protection)
     warnings = (SOFTWARE_WARNING,) if custody.protection == "software" else ()
     return tuple(Exported(facts, Wrapped(key_name=key.name, key_type=key_type, algorithm=policy.algorithm,
-                                         blob=blob, secret_sha256=secret_sha256,
-                                         public_key_pem=public_key_pem, generator=generator), warnings)
+                                         blob=blob, secret_sha256=secret_sha256, public_key_pem=public_key_pem,
+                                         generator=generator, mechanism=paths[policy.scheme].mechanism),
+                          warnings + paths[policy.scheme].warnings)
                  for (policy, _), blob in zip(jobs, blobs, strict=True))
 
 
@@ -235,7 +241,7 @@ def describe(plan: Plan, kek: WrappingKey, verdict: trust.TrustVerdict, policy: 
         allow_weaker_kek=policy.strength.weaker_allowed)
     return ExportFacts(
         tool_version=__version__, provider=request.provider.name, key=exported.key, wrapping_key=wrapping_key,
-        algorithm=policy.algorithm, created_utc=created_utc,
+        algorithm=policy.algorithm, mechanism=exported.mechanism, created_utc=created_utc,
         next_step=request.provider.next_step(exported.wrapped, request.options),
         warnings=plan.warnings + verdict.warnings + policy.warnings + exported.warnings)
 

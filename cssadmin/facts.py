@@ -58,3 +58,4 @@ class ExportFacts:
     created_utc: datetime
     next_step: str
     warnings: tuple[str, ...]
+    mechanism: str = ""     # the path that wrapped the key: "CKM_RSA_AES_KEY_WRAP", "CKM_RSA_PKCS_OAEP", ...

@@ -36,6 +36,8 @@ def unwrap(private_key: rsa.RSAPrivateKey, scheme: WrapScheme, blob: bytes) -> b
         return private_key.decrypt(blob, rsa_padding(scheme))
     split = private_key.key_size // 8
     ephemeral = private_key.decrypt(blob[:split], rsa_padding(_oaep_part(scheme)))
+    if len(ephemeral) != 32:
+        raise ValueError(f"the one-time key is {len(ephemeral) * 8} bits, not AES-256")
     return aes_key_unwrap_with_padding(ephemeral, blob[split:])
 
 

@@ -70,10 +70,10 @@ def test_json_exit_equals_the_process_status_for_every_failure_code(cli, tmp_pat
 def test_json_exit_is_1_for_a_bug_and_130_for_an_interrupt(monkeypatch, capsys):
     from cssadmin import cli, commands
 
-    def bug(namespace):
+    def bug(namespace, progress=None):
         raise RuntimeError("a bug")
 
-    def interrupt(namespace):
+    def interrupt(namespace, progress=None):
         raise KeyboardInterrupt
 
     for raiser, expected in ((bug, 1), (interrupt, 130)):

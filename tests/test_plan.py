@@ -108,6 +108,7 @@ def test_three_destinations_from_the_keystore(cli, keks, keystore, out, tmp_path
     check_plan_outputs(cli, out, key_name, report, secrets[0])
     assert [d["algorithm"] for d in report["destinations"]] == [
         "RSAES_OAEP_SHA_1", "RSA_AES_KEY_WRAP_SHA_256", "RSA_OAEP_4096_SHA1_AES_256"]
+    assert [d["mechanism"] for d in report["destinations"]] == ["software (cryptography)"] * 3
     records = [json.loads(line) for line in audit.read_text().splitlines()]
     assert [(r["event"], r["provider"], r["algorithm"]) for r in records] == [
         ("export", "aws", "RSAES_OAEP_SHA_1"), ("export", "aws", "RSA_AES_KEY_WRAP_SHA_256"),
@@ -314,7 +315,7 @@ def test_one_key_one_login_each_scheme_self_tested_once(keks, tmp_path, out, key
 
         def self_test(self, key_type, scheme):
             calls.append(("self-test", scheme.kind, scheme.hash))
-            super().self_test(key_type, scheme)
+            return super().self_test(key_type, scheme)
 
     destinations = three_destinations(keks, "RSA_AES_KEY_WRAP_SHA_256")
     destinations.append({"name": "aws-ap", "provider": "aws", "wrapping_key": keks("ap", 4096, der=True),

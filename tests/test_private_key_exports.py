@@ -55,7 +55,7 @@ def test_google_kms_rsa_aes_from_the_keystore(cli, kek_files, keystore, out, key
     code, report = cli.json(args + (["--import-method", method] if method else []))
     assert code == 0, report
     assert report["algorithm"] == (method or "RSA_OAEP_4096_SHA1_AES_256")
-    assert report["key"]["protection"] == "software"
+    assert report["key"]["protection"] == "software" and report["mechanism"] == "software (cryptography)"
     assert any("software keystore" in warning for warning in report["warnings"])
     plaintext = unwrap.rsa_aes_unwrap(private, (out / f"{key_name}-wrapped.bin").read_bytes(), 512, digest)
     if key_type == "AES-256":

@@ -3,7 +3,8 @@
 Each output is opened with OpenSSL's command line (tests/unwrap.py) and compared with what the token
 holds: a secret's SHA-256 with the token's C_DigestKey, a private key as an exact PKCS#8 (the outer DER
 covers the whole buffer) whose public key equals both `<key>-public.pem` and the token's public object.
-The RSA-AES formats run the two-step path in the token (session AES key, CKM_AES_KEY_WRAP_KWP, OAEP).
+The RSA-AES formats run the token's native CKM_RSA_AES_KEY_WRAP (the two-step path, session AES key,
+CKM_AES_KEY_WRAP_KWP and OAEP, is compared with it in test_native_rsa_aes.py); `mechanism` says so.
 An EC key directly under RSA-OAEP or PKCS#1 v1.5 (AWS, Cloud KMS's RSA_OAEP_*_SHA256) is refused by
 this token, as PKCS#11 allows (RSA mechanisms wrap secret keys): shown refused here, and proven from
 the software keystore in test_private_key_exports.py.
@@ -170,6 +171,8 @@ def test_export_from_opencryptoki(cli, opencryptoki327, pin_file, tmp_path, key_
     assert code == 0, report
     assert report["key"] == {"name": key_name, "type": key_type, "created": True, "protection": "hsm"}
     assert report["algorithm"] == algorithm
+    assert report["mechanism"] == {"rsa_aes": "CKM_RSA_AES_KEY_WRAP", "oaep": "CKM_RSA_PKCS_OAEP",
+                                   "pkcs1": "CKM_RSA_PKCS"}[opening]
     plaintext = _open(private, _blob(provider, out, key_name), opening, digest, bits)
     names = {path.name for path in out.iterdir()}
     if key_type in SECRET_BYTES:

@@ -42,6 +42,15 @@ class SigningKeyRef:
     public_key: Any        # a `cryptography` EC public key
 
 
+@dataclass(frozen=True)
+class WrapPath:
+    """The way a scheme's self-test passed, and so the way the key is wrapped: a mechanism name such as
+    "CKM_RSA_AES_KEY_WRAP" or "CKM_AES_KEY_WRAP_KWP+CKM_RSA_PKCS_OAEP", and warnings about better paths
+    whose self-test failed."""
+    mechanism: str
+    warnings: tuple[str, ...] = ()
+
+
 class SelfTestable(Protocol):
     """What custody/selftest.py needs: throwaway keys, and the very wrap and digest the export uses."""
 
@@ -50,7 +59,11 @@ class SelfTestable(Protocol):
     def throwaway_pair(self, key_type: KeyType) -> tuple[Any, Any]:
         """A throwaway private key's handle, and its public key as a `cryptography` object."""
 
-    def wrap(self, handle: Any, scheme: WrapScheme, wrapping_key: rsa.RSAPublicKey) -> bytes: ...
+    def wrap_paths(self, scheme: WrapScheme) -> tuple[str, ...]:
+        """The ways this custodian can wrap under `scheme`, best first (names as in WrapPath)."""
+
+    def wrap(self, handle: Any, scheme: WrapScheme, wrapping_key: rsa.RSAPublicKey, path: str | None = None) -> bytes:
+        """Wrap along `path`, one of wrap_paths(scheme) (the first when None)."""
 
     def digest(self, handle: Any) -> bytes:
         """SHA-256 of a secret key's value, computed where the key lives (C_DigestKey on a token)."""
@@ -75,7 +88,8 @@ class Custody(SelfTestable, Protocol):
     def discard(self, key: KeyRef) -> None:
         """Destroy a key this run created (key.created) and nothing else."""
 
-    def self_test(self, key_type: KeyType, scheme: WrapScheme) -> None: ...
+    def self_test(self, key_type: KeyType, scheme: WrapScheme) -> WrapPath:
+        """The first of wrap_paths(scheme) whose self-test passes; a custody error when none does."""
 
     def public_key_pem(self, key: KeyRef) -> bytes | None: ...
 

@@ -23,11 +23,13 @@ from ..keymaterial import der_length, generate, is_of_type, pkcs8_der, spki_pem
 from ..keynames import KEY_NAME
 from ..keytypes import KEY_TYPES, KeyType
 from ..schemes import WrapScheme
-from . import CustodyBase, KeyRef, SecretSource, SigningKeyRef
+from . import CustodyBase, KeyRef, SecretSource, SigningKeyRef, WrapPath
 from . import selftest
 from .keystore_format import (MAX_FILE_BYTES, SCRYPT_N, SIGNING_KEY_TYPE, SUFFIX, SealedKey, corrupt, parse_sealed,
                               seal, unseal)
 from .provenance import check_provider
+
+SOFTWARE_PATH = "software (cryptography)"   # the mechanism an export from the keystore reports
 
 _SIGNING_CURVE_TYPE = KEY_TYPES["EC-NISTP256"]
 
@@ -265,7 +267,11 @@ class SoftwareKeystore(CustodyBase):
     def digest(self, handle: Material) -> bytes:
         return hashlib.sha256(self._plaintext(handle)).digest()
 
-    def wrap(self, handle: Material, scheme: WrapScheme, wrapping_key: rsa.RSAPublicKey) -> bytes:
+    def wrap_paths(self, scheme: WrapScheme) -> tuple[str, ...]:
+        return (SOFTWARE_PATH,)
+
+    def wrap(self, handle: Material, scheme: WrapScheme, wrapping_key: rsa.RSAPublicKey,
+             path: str | None = None) -> bytes:
         return wrap_bytes(self._plaintext(handle), scheme, wrapping_key)
 
     def public_key_pem(self, key: KeyRef) -> bytes | None:
@@ -274,10 +280,10 @@ class SoftwareKeystore(CustodyBase):
             return None
         return spki_pem(key.handle.private_key.public_key())
 
-    def self_test(self, key_type: KeyType, scheme: WrapScheme) -> None:
+    def self_test(self, key_type: KeyType, scheme: WrapScheme) -> WrapPath:
         """The wrap is done by the library that would check it, so this mainly proves the round trip
         and the lengths; it costs little and keeps one definition of what a good blob is."""
-        selftest.run(self, key_type, scheme)
+        return selftest.choose(self, key_type, scheme)
 
     def throwaway_secret(self, length: int) -> Material:
         return self._keep(Material(os.urandom(length)))

@@ -56,6 +56,7 @@ class Wrapped:
     secret_sha256: bytes | None = None     # C_DigestKey of a secret key, for formats that carry a hash
     public_key_pem: bytes | None = None    # of an asymmetric target
     generator: str = ""                    # tool and token description
+    mechanism: str = ""                    # the path that wrapped it (WrapPath.mechanism)
 
 
 @dataclass(frozen=True)

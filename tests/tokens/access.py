@@ -63,6 +63,11 @@ class Token:
         with self.session() as session:
             return [(obj.object_class, bytes(obj[Attribute.ID])) for obj in session.get_objects({Attribute.LABEL: label})]
 
+    def object_count(self) -> int:
+        """Every object the logged-in user sees on the token (token objects: a new session has no others)."""
+        with self.session() as session:
+            return len(list(session.get_objects()))
+
     def digest(self, label: str) -> bytes:
         """SHA-256 of a secret key, computed inside the token (C_DigestKey)."""
         with self.session() as session:

@@ -1,160 +1,39 @@
-"""Key custody in a PKCS#11 token: the only module that imports `pkcs11`.
+"""The custodian on a PKCS#11 token: target keys, C_DigestKey, C_WrapKey, the mechanism self-test.
 
 The target key is generated in the token, marked as ours, and only ever leaves it wrapped by
 C_WrapKey. Nothing here reads CKA_VALUE or a private component; the secret's hash comes from
-C_DigestKey. The evidence-signing key (its own section, at the end of the class) is an EC P-256 pair
-whose private half can only sign: never extractable, never a target key.
+C_DigestKey.
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import time
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from contextlib import suppress
 
-import pkcs11
-from pkcs11 import Attribute, KeyType as P11KeyType, Mechanism, MGF, ObjectClass, TokenFlag
-from pkcs11 import exceptions as p11e
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pkcs11 import Attribute, KeyType as P11KeyType, Mechanism, ObjectClass, TokenFlag
+from pkcs11 import exceptions as p11e
 
-from .._frozen import restore_library_path
-from ..durable import host_lock_path
-from ..errors import CustodyError, KeyConflictError, ParametersRefused
-from ..keymaterial import EC_CURVES
-from ..keytypes import KEY_TYPES, KeyType
-from ..schemes import WrapScheme
-from ..signatures import der_from_raw
-from . import CustodyBase, KeyRef, SecretSource, SigningKeyRef
-from . import provenance
-from .provenance import TokenObject
-from . import selftest
+from ...durable import host_lock_path
+from ...errors import CustodyError, KeyConflictError, ParametersRefused
+from ...keytypes import KeyType
+from ...schemes import WrapScheme
+from .. import CustodyBase, KeyRef, SecretSource, WrapPath
+from .. import provenance, selftest
+from ..provenance import TokenObject
+from .mechanisms import (KWP_MECHANISMS, NATIVE_RSA_AES, RSA_AES_KEY_BITS, RSA_AES_KEY_WRAP, RSA_OAEP, RSA_PKCS1,
+                         RsaAesParameters, oaep_parameters, two_step_name)
+from .module import TokenSelector, load_module, select_token, token_step
+from .objects import EC_PARAMS, RSA_PUBLIC_EXPONENT, public_from_object
+from .signing import SigningKeyMixin
 
-COMMON_MODULES = (
-    "/opt/nfast/toolkits/pkcs11/libcknfast.so (Entrust nShield)",
-    r"C:\Program Files\nCipher\nfast\toolkits\pkcs11\cknfast.dll (nShield on Windows)",
-    "/usr/safenet/lunaclient/lib/libCryptoki2_64.so (Thales Luna)",
-    "/opt/cloudhsm/lib/libcloudhsm_pkcs11.so (AWS CloudHSM)",
-    "/usr/lib/softhsm/libsofthsm2.so (SoftHSM2 on Debian/Ubuntu)",
-)
+# Test seam, read only here and documented in tests/tokens/FACTS.md; no user option. "two-step": do not
+# offer native CKM_RSA_AES_KEY_WRAP, so the two-step path is tested on a token that has both;
+# "broken-native": the native path asks for a 128-bit one-time key, so its self-test fails and the
+# fallback (two-step, with a warning) is tested. Anything else, or unset: normal behaviour.
+_SEAM = os.environ.get("CSSADMIN_TEST_RSA_AES_PATH", "")
 
-# CKA_ID of the evidence-signing key's two objects: this marker, then the label it was created under.
-# It must never start with provenance.MARKER, the target keys' marker.
-SIGNING_MARKER = b"cssadmin-signing:"
-
-_HASH_MECHANISMS = {
-    "sha1": (Mechanism.SHA_1, MGF.SHA1),
-    "sha256": (Mechanism.SHA256, MGF.SHA256),
-    "sha512": (Mechanism.SHA512, MGF.SHA512),
-}
-
-# DER of the namedCurve OIDs, for CKA_EC_PARAMS.
-RSA_PUBLIC_EXPONENT = (65537).to_bytes(3, "big")
-
-_EC_PARAMS = {
-    "secp256r1": bytes.fromhex("06082a8648ce3d030107"),
-    "secp384r1": bytes.fromhex("06052b81040022"),
-    "secp521r1": bytes.fromhex("06052b81040023"),
-    "secp256k1": bytes.fromhex("06052b8104000a"),
-}
-
-# RFC 5649 key wrap with padding. PKCS#11 3.0 names it CKM_AES_KEY_WRAP_KWP; many tokens (SoftHSM2
-# among them) offer it as CKM_AES_KEY_WRAP_PAD. The self-test decides whether the output conforms.
-_KWP_MECHANISMS = (Mechanism.AES_KEY_WRAP_KWP, Mechanism.AES_KEY_WRAP_PAD)
-
-
-@contextmanager
-def token_step(what: str, code: str = "TOKEN_OPERATION_FAILED"):
-    """Turn a token's refusal that no narrower handler named into a custody error saying what failed."""
-    try:
-        yield
-    except p11e.PKCS11Error as failure:
-        raise CustodyError(f"the token failed to {what}: {type(failure).__name__}", code=code) from None
-
-
-@dataclass(frozen=True)
-class TokenSelector:
-    label: str | None = None     # --token, -O CARDSET, -S SOFTCARD
-    slot_id: int | None = None   # -m MODULE
-
-
-def oaep_parameters(hash_name: str) -> tuple:
-    digest, mgf = _HASH_MECHANISMS[hash_name]
-    return (digest, mgf, None)
-
-
-def load_module(path: str):
-    if not path:
-        raise CustodyError("no PKCS#11 module given", code="MODULE_NOT_GIVEN",
-                           remedy="pass --pkcs11-module PATH or set CSSADMIN_PKCS11_MODULE; common places: "
-                           + "; ".join(COMMON_MODULES))
-    if not os.path.isfile(path):
-        raise CustodyError(f"PKCS#11 module {path} does not exist", code="MODULE_NOT_FOUND",
-                           remedy="common places: " + "; ".join(COMMON_MODULES))
-    restore_library_path()
-    try:
-        return pkcs11.lib(path)
-    except (p11e.PKCS11Error, OSError) as failure:
-        reason = str(failure) or f"{type(failure).__name__} from C_Initialize (check the module's own configuration)"
-        raise CustodyError(f"PKCS#11 module {path} will not load: {reason}", code="MODULE_NOT_LOADED",
-                           remedy="common places: " + "; ".join(COMMON_MODULES)) from None
-
-
-def _describe_slot(slot, token) -> str:
-    return f"slot {slot.slot_id} '{token.label}' ({token.manufacturer_id} {token.model})"
-
-
-# A file-backed token that another process was writing when the module read its tokens (SoftHSM2
-# does so in C_Initialize) is absent for the life of that initialisation; initialise again a few
-# times before calling it missing.
-_SELECTION_ATTEMPTS = 5
-_SELECTION_RETRY_SECONDS = 0.1
-
-
-def _candidates(lib, selector: TokenSelector) -> list:
-    candidates = []
-    for slot in lib.get_slots(token_present=True):
-        token = slot.get_token()
-        if not token.flags & TokenFlag.TOKEN_INITIALIZED:
-            continue
-        if selector.slot_id is not None and slot.slot_id != selector.slot_id:
-            continue
-        if selector.label is not None and token.label != selector.label:
-            continue
-        candidates.append((slot, token))
-    return candidates
-
-
-def select_token(lib, selector: TokenSelector):
-    for attempt in range(_SELECTION_ATTEMPTS):
-        try:
-            candidates = _candidates(lib, selector)
-        except p11e.PKCS11Error as failure:   # C_GetTokenInfo of a token being rewritten
-            if attempt == _SELECTION_ATTEMPTS - 1:
-                raise CustodyError(f"the PKCS#11 module cannot describe its tokens: {type(failure).__name__}",
-                                   code="TOKEN_UNREADABLE", remedy="run again; if it persists, check the HSM") from None
-            candidates = []
-        if candidates or attempt == _SELECTION_ATTEMPTS - 1:
-            break
-        time.sleep(_SELECTION_RETRY_SECONDS)
-        lib.reinitialize()
-    wanted = " and ".join(filter(None, [
-        f"label '{selector.label}'" if selector.label is not None else None,
-        f"slot {selector.slot_id}" if selector.slot_id is not None else None,
-    ])) or "an initialised token"
-    if not candidates:
-        raise CustodyError(f"no token with {wanted} in the PKCS#11 module", code="TOKEN_NOT_FOUND",
-                           remedy="check the card set / softcard / token label, or list tokens with "
-                           "`pkcs11-tool --module MODULE --list-slots`")
-    if len(candidates) > 1:
-        listed = "; ".join(_describe_slot(slot, token) for slot, token in candidates)
-        raise CustodyError(f"several tokens match ({listed})", code="TOKEN_AMBIGUOUS",
-                           remedy="choose one with --token LABEL or -m SLOT")
-    return candidates[0]
-
-
-class Pkcs11Custody(CustodyBase):
+class Pkcs11Custody(SigningKeyMixin, CustodyBase):
     protection = "hsm"
 
     def __init__(self, module_path: str, selector: TokenSelector, pin_source: SecretSource, *,
@@ -168,6 +47,11 @@ class Pkcs11Custody(CustodyBase):
         self._session = self._login(pin_source)
         with token_step("list its mechanisms"):
             self._mechanisms = self._slot.get_mechanisms()
+
+    def token_facts(self) -> dict:
+        """What the token says it is: {"label", "manufacturer", "model", "firmware"}."""
+        return {"label": self._token.label.strip(), "manufacturer": self._token.manufacturer_id.strip(),
+                "model": self._token.model.strip(), "firmware": ".".join(map(str, self._token.firmware_version))}
 
     def _login(self, pin_source: SecretSource):
         needs_pin = self._force_login or bool(self._token.flags & TokenFlag.LOGIN_REQUIRED)
@@ -290,7 +174,7 @@ class Pkcs11Custody(CustodyBase):
                 return self._session.generate_keypair(
                     P11KeyType.RSA, key_type.bits, label=label, id=object_id, store=store, capabilities=0,
                     public_template=public_template, private_template=private_template)
-            public_template[Attribute.EC_PARAMS] = _EC_PARAMS[key_type.curve]
+            public_template[Attribute.EC_PARAMS] = EC_PARAMS[key_type.curve]
             return self._session.generate_keypair(
                 P11KeyType.EC, label=label, id=object_id, store=store, capabilities=0,
                 public_template=public_template, private_template=private_template)
@@ -343,16 +227,46 @@ class Pkcs11Custody(CustodyBase):
             Attribute.ENCRYPT: True,   # some tokens check CKA_ENCRYPT for the RSA half of a wrap
         })
 
-    def wrap(self, handle, scheme: WrapScheme, wrapping_key: rsa.RSAPublicKey) -> bytes:
+    def wrap_paths(self, scheme: WrapScheme) -> tuple[str, ...]:
+        """The ways this token can wrap under `scheme`, best first: for RSA-AES the native mechanism
+        when listed, then the two-step path. The self-test picks the first that passes."""
+        if scheme.kind == "pkcs1v15":
+            return (RSA_PKCS1,)
+        if scheme.kind == "oaep":
+            return (RSA_OAEP,)
+        kwp = next((m for m in KWP_MECHANISMS if m in self._mechanisms), KWP_MECHANISMS[0])
+        native = (NATIVE_RSA_AES,) if RSA_AES_KEY_WRAP in self._mechanisms and _SEAM != "two-step" else ()
+        return (*native, two_step_name(kwp))
+
+    def wrap(self, handle, scheme: WrapScheme, wrapping_key: rsa.RSAPublicKey, path: str | None = None) -> bytes:
+        """Wrap under `scheme` along `path` (one of wrap_paths(scheme); the first when None)."""
+        path = path or self.wrap_paths(scheme)[0]
+        if path not in self.wrap_paths(scheme):
+            raise CustodyError(f"{path} is not a way this token wraps with {scheme.describe()}",
+                               code="MECHANISM_MISSING")
         with token_step("import the wrapping key as a session object"):
             kek = self._import_public(wrapping_key)
         try:
+            if path == NATIVE_RSA_AES:
+                return self._wrap_native_rsa_aes(handle, scheme, kek)
             if scheme.kind == "rsa_aes":
                 return self._wrap_rsa_aes(handle, scheme, kek)
             return self._wrap_rsa(handle, scheme, kek)
         finally:
             with suppress(p11e.PKCS11Error):   # a session object; closing the session removes it anyway
                 kek.destroy()
+
+    def _wrap_native_rsa_aes(self, handle, scheme: WrapScheme, kek) -> bytes:
+        """C_WrapKey with CKM_RSA_AES_KEY_WRAP: the token makes, uses and forgets the one-time key."""
+        # The seam "broken-native" asks for a 128-bit one-time key, which the self-test must refuse.
+        parameters = RsaAesParameters(scheme.hash, 128 if _SEAM == "broken-native" else RSA_AES_KEY_BITS)
+        try:
+            return kek.wrap_key(handle, mechanism=RSA_AES_KEY_WRAP, mechanism_param=parameters.raw)
+        except p11e.PKCS11Error as failure:
+            raise CustodyError(f"the token refused to wrap with {NATIVE_RSA_AES} ({scheme.describe()}): "
+                               f"{type(failure).__name__}", code="MECHANISM_FAILED") from None
+        finally:
+            del parameters   # referenced until here: its pOAEPParams points into it
 
     def _wrap_rsa(self, handle, scheme: WrapScheme, kek) -> bytes:
         if scheme.kind == "pkcs1v15":
@@ -374,7 +288,7 @@ class Pkcs11Custody(CustodyBase):
         kwp = self._kwp_mechanism()
         with token_step("generate the one-time AES-256 key of RSA-AES key wrap", code="MECHANISM_FAILED"):
             ephemeral = self._session.generate_key(
-                P11KeyType.AES, 256, store=False, capabilities=0,
+                P11KeyType.AES, RSA_AES_KEY_BITS, store=False, capabilities=0,
                 template={**self._key_template(False), Attribute.WRAP: True})
         try:
             wrapped_target = ephemeral.wrap_key(handle, mechanism=kwp)
@@ -388,7 +302,7 @@ class Pkcs11Custody(CustodyBase):
         return wrapped_ephemeral + wrapped_target
 
     def _kwp_mechanism(self):
-        for mechanism in _KWP_MECHANISMS:
+        for mechanism in KWP_MECHANISMS:
             if mechanism in self._mechanisms:
                 return mechanism
         raise CustodyError("the token offers no AES key wrap with padding (CKM_AES_KEY_WRAP_KWP or "
@@ -401,9 +315,9 @@ class Pkcs11Custody(CustodyBase):
                                code="MECHANISM_MISSING")
 
     # --- self-test ---------------------------------------------------------------------
-    def self_test(self, key_type: KeyType, scheme: WrapScheme) -> None:
+    def self_test(self, key_type: KeyType, scheme: WrapScheme) -> WrapPath:
         with token_step(f"run the mechanism self-test for {scheme.describe()}", code="SELF_TEST_FAILED"):
-            selftest.run(self, key_type, scheme)
+            return selftest.choose(self, key_type, scheme)
 
     def throwaway_secret(self, length: int):
         """A session secret of `length` bytes: AES for 16/24/32, otherwise a generic secret."""
@@ -424,114 +338,3 @@ class Pkcs11Custody(CustodyBase):
     @staticmethod
     def destroy(handle) -> None:
         handle.destroy()
-
-
-    # --- the evidence-signing key (issue 11) ------------------------------------------------
-    def _refuse_signing_key(self, name: str, ids) -> None:
-        if any(object_id.startswith(SIGNING_MARKER) for object_id in ids):
-            raise KeyConflictError(f"'{name}' on token '{self._token.label}' is cssadmin's evidence-signing key; "
-                                   "it is never a target key and never leaves the token", code="KEY_IS_SIGNING_KEY",
-                                   remedy="choose another key name")
-
-    def get_or_create_signing_key(self, label: str) -> SigningKeyRef:
-        with token_step(f"look up or create signing key '{label}'"):
-            objects = list(self._session.get_objects({Attribute.LABEL: label}))
-            if objects:
-                private, public = self._check_signing_key(label, objects)
-                created = False
-            else:
-                public, private = self._generate_signing_pair(label)
-                created = True
-            return SigningKeyRef(label, created, private, public_from_object(public, _SIGNING_TYPE))
-
-    def _generate_signing_pair(self, label: str):
-        locked = {Attribute.TOKEN: True, Attribute.MODIFIABLE: False, Attribute.COPYABLE: False}
-        private_template = {**locked, **_SIGNING_PRIVATE}
-        public_template = {**locked, Attribute.VERIFY: True, Attribute.ENCRYPT: False, Attribute.WRAP: False,
-                           Attribute.EC_PARAMS: _EC_PARAMS[_SIGNING_TYPE.curve]}
-        try:
-            return self._session.generate_keypair(
-                P11KeyType.EC, label=label, id=SIGNING_MARKER + label.encode(), store=True, capabilities=0,
-                public_template=public_template, private_template=private_template)
-        except p11e.PKCS11Error as failure:
-            raise CustodyError(f"the token could not generate the EC P-256 signing key: {type(failure).__name__}",
-                               code="KEYGEN_FAILED") from None
-
-    def _check_signing_key(self, label: str, objects):
-        """The same label, marker and attributes the key was created with; anything else is refused."""
-        ids = {bytes(self._attribute(obj, Attribute.ID) or b"") for obj in objects}
-        if ids != {SIGNING_MARKER + label.encode()}:
-            raise KeyConflictError(f"token '{self._token.label}' holds an object labelled '{label}' that is not "
-                                   "cssadmin's signing key of that label", code="SIGNING_KEY_CONFLICT",
-                                   remedy="choose another --signing-key label")
-        privates = [obj for obj in objects if obj.object_class == ObjectClass.PRIVATE_KEY]
-        publics = [obj for obj in objects if obj.object_class == ObjectClass.PUBLIC_KEY]
-        if len(privates) != 1 or len(publics) != 1 or len(objects) != 2:
-            raise KeyConflictError(f"signing key '{label}' is incomplete or duplicated on the token",
-                                   code="SIGNING_KEY_CONFLICT")
-        wanted = {**_SIGNING_PRIVATE, **_SIGNING_PROVENANCE, Attribute.MODIFIABLE: False,
-                  Attribute.EC_PARAMS: _EC_PARAMS[_SIGNING_TYPE.curve]}
-        wrong = [attribute.name for attribute, value in wanted.items()
-                 if self._attribute(privates[0], attribute) != value]
-        if self._attribute(publics[0], Attribute.EC_PARAMS) != _EC_PARAMS[_SIGNING_TYPE.curve]:
-            wrong.append("EC_PARAMS of the public key")
-        if wrong:
-            raise KeyConflictError(f"signing key '{label}' does not have the attributes cssadmin gives it "
-                                   f"({', '.join('CKA_' + name for name in wrong)})", code="SIGNING_KEY_PROVENANCE",
-                                   remedy="it was not made by cssadmin as a signing key; choose another label")
-        return privates[0], publics[0]
-
-    def sign(self, key: SigningKeyRef, data: bytes) -> bytes:
-        """C_Sign with CKM_ECDSA_SHA256, or CKM_ECDSA over the SHA-256 digest; r||s turned into DER."""
-        try:
-            if Mechanism.ECDSA_SHA256 in self._mechanisms:
-                raw = key.handle.sign(data, mechanism=Mechanism.ECDSA_SHA256)
-            else:
-                self._require(Mechanism.ECDSA, "ECDSA signatures of the evidence")
-                raw = key.handle.sign(hashlib.sha256(data).digest(), mechanism=Mechanism.ECDSA)
-            return der_from_raw(bytes(raw))
-        except (p11e.PKCS11Error, ValueError) as failure:
-            raise CustodyError(f"the token failed to sign with signing key '{key.label}': {failure or type(failure).__name__}",
-                               code="SIGN_FAILED") from None
-
-    def discard_signing_key(self, key: SigningKeyRef) -> None:
-        if not key.created:
-            return
-        with suppress(p11e.PKCS11Error):   # the error that made us discard is the one to report
-            for obj in self._session.get_objects({Attribute.LABEL: key.label,
-                                                  Attribute.ID: SIGNING_MARKER + key.label.encode()}):
-                obj.destroy()
-
-
-_SIGNING_TYPE = KEY_TYPES["EC-NISTP256"]
-# The private half of the signing key: sensitive, never extractable, and able to sign and nothing else.
-_SIGNING_PRIVATE = {
-    Attribute.PRIVATE: True, Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.SIGN: True,
-    Attribute.SIGN_RECOVER: False, Attribute.DECRYPT: False, Attribute.UNWRAP: False, Attribute.DERIVE: False,
-}
-# Set by the token, not by us: generated there and never out of it in the clear.
-_SIGNING_PROVENANCE = {Attribute.KEY_TYPE: P11KeyType.EC, Attribute.LOCAL: True, Attribute.ALWAYS_SENSITIVE: True,
-                       Attribute.NEVER_EXTRACTABLE: True, Attribute.TOKEN: True}
-
-
-def public_from_object(public_object, key_type: KeyType):
-    if key_type.family == "rsa":
-        return rsa.RSAPublicNumbers(
-            int.from_bytes(public_object[Attribute.PUBLIC_EXPONENT], "big"),
-            int.from_bytes(public_object[Attribute.MODULUS], "big"),
-        ).public_key()
-    point = _unwrap_octet_string(bytes(public_object[Attribute.EC_POINT]))
-    curve = EC_CURVES[key_type.curve]()
-    return ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
-
-
-def _unwrap_octet_string(data: bytes) -> bytes:
-    """CKA_EC_POINT is a DER OCTET STRING around the point; a few tokens return the bare point."""
-    if len(data) >= 2 and data[0] == 0x04:
-        length, offset = data[1], 2
-        if length & 0x80:
-            count = length & 0x7F
-            length, offset = int.from_bytes(data[2:2 + count], "big"), 2 + count
-        if offset + length == len(data):
-            return data[offset:]
-    return data
