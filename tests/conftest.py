@@ -19,6 +19,26 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tokens import system_state  # noqa: E402
+
+
+if os.name == "nt":
+    # Wine 8 now and then fails CreateProcess with ERROR_INTERNAL_ERROR (1359) when a test starts a
+    # program (the openssl stand-in, cssadmin.exe). Start it again; any other error stands.
+    import time as _time
+
+    _WINE_INTERNAL_ERROR = 1359
+    _run_once = subprocess.run
+
+    def _run_again_after_wine_internal_error(*args, **kwargs):
+        for attempt in range(3):
+            try:
+                return _run_once(*args, **kwargs)
+            except OSError as failure:
+                if getattr(failure, "winerror", None) != _WINE_INTERNAL_ERROR or attempt == 2:
+                    raise
+                _time.sleep(0.5)
+
+    subprocess.run = _run_again_after_wine_internal_error
 from tokens.access import Token  # noqa: E402
 
 
