@@ -7,7 +7,7 @@ C_DigestKey.
 from __future__ import annotations
 
 import os
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -152,23 +152,15 @@ class Pkcs11Custody(SigningKeyMixin, CustodyBase):
             kind, mechanism = P11KeyType.AES, Mechanism.AES_KEY_GEN
         else:
             kind, mechanism = P11KeyType.GENERIC_SECRET, Mechanism.GENERIC_SECRET_KEY_GEN
-        try:
+        with _generating(key_type):
             return self._session.generate_key(
                 kind, key_type.bits, label=label, id=object_id, store=store, mechanism=mechanism,
                 capabilities=0, template=self._key_template(store))
-        except (p11e.AttributeTypeInvalid, p11e.AttributeValueInvalid, p11e.TemplateInconsistent) as failure:
-            raise CustodyError(f"the token refused the attributes of a new {key_type.name} key "
-                               f"({type(failure).__name__}); cssadmin asks for CKA_MODIFIABLE and CKA_COPYABLE false "
-                               "and will not drop them", code="KEY_ATTRIBUTES_REFUSED",
-                               remedy="use a token that honours CKA_MODIFIABLE and CKA_COPYABLE") from None
-        except p11e.PKCS11Error as failure:
-            raise CustodyError(f"the token could not generate {key_type.name}: {type(failure).__name__}",
-                               code="KEYGEN_FAILED") from None
 
     def _generate_pair(self, label, object_id, key_type: KeyType, *, store: bool):
         private_template = self._key_template(store)
         public_template = {Attribute.TOKEN: store, **({Attribute.MODIFIABLE: False} if store else {})}
-        try:
+        with _generating(key_type):
             if key_type.family == "rsa":
                 public_template[Attribute.PUBLIC_EXPONENT] = RSA_PUBLIC_EXPONENT
                 return self._session.generate_keypair(
@@ -178,14 +170,6 @@ class Pkcs11Custody(SigningKeyMixin, CustodyBase):
             return self._session.generate_keypair(
                 P11KeyType.EC, label=label, id=object_id, store=store, capabilities=0,
                 public_template=public_template, private_template=private_template)
-        except (p11e.AttributeTypeInvalid, p11e.AttributeValueInvalid, p11e.TemplateInconsistent) as failure:
-            raise CustodyError(f"the token refused the attributes of a new {key_type.name} key "
-                               f"({type(failure).__name__}); cssadmin asks for CKA_MODIFIABLE and CKA_COPYABLE false "
-                               "and will not drop them", code="KEY_ATTRIBUTES_REFUSED",
-                               remedy="use a token that honours CKA_MODIFIABLE and CKA_COPYABLE") from None
-        except p11e.PKCS11Error as failure:
-            raise CustodyError(f"the token could not generate {key_type.name}: {type(failure).__name__}",
-                               code="KEYGEN_FAILED") from None
 
     # --- digest, public half ------------------------------------------------------------
     def digest(self, handle) -> bytes:
@@ -338,3 +322,18 @@ class Pkcs11Custody(SigningKeyMixin, CustodyBase):
     @staticmethod
     def destroy(handle) -> None:
         handle.destroy()
+
+
+@contextmanager
+def _generating(key_type: KeyType):
+    """A token's refusal to generate, as a custody error; a refused attribute is never dropped to retry."""
+    try:
+        yield
+    except (p11e.AttributeTypeInvalid, p11e.AttributeValueInvalid, p11e.TemplateInconsistent) as failure:
+        raise CustodyError(f"the token refused the attributes of a new {key_type.name} key "
+                           f"({type(failure).__name__}); cssadmin asks for CKA_MODIFIABLE and CKA_COPYABLE false "
+                           "and will not drop them", code="KEY_ATTRIBUTES_REFUSED",
+                           remedy="use a token that honours CKA_MODIFIABLE and CKA_COPYABLE") from None
+    except p11e.PKCS11Error as failure:
+        raise CustodyError(f"the token could not generate {key_type.name}: {type(failure).__name__}",
+                           code="KEYGEN_FAILED") from None
