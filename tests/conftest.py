@@ -215,3 +215,29 @@ def pin_file(tmp_path):
         path.chmod(0o600)
         return str(path)
     return make
+
+
+# --- shared by the export tests: stand-in wrapping keys, a keystore, an output directory -----------
+@pytest.fixture
+def kek_files(tmp_path):
+    """make(bits) -> (the wrapping key's SPKI PEM, the PEM of its private half, for the cloud's side)."""
+    from keks import rsa_key, write_private_pem, write_spki
+
+    def make(bits: int):
+        key = rsa_key(bits)
+        return (write_spki(key, tmp_path / f"kek{bits}.pem", pem=True),
+                write_private_pem(key, tmp_path / f"kek{bits}-private.pem"))
+    return make
+
+
+@pytest.fixture
+def keystore(tmp_path, pin_file) -> list[str]:
+    """The command-line options of a fresh software keystore."""
+    return ["--keystore", str(tmp_path / "keystore"), "--passphrase-file", pin_file("a long keystore passphrase")]
+
+
+@pytest.fixture
+def out(tmp_path):
+    directory = tmp_path / "out"
+    directory.mkdir()
+    return directory

@@ -108,11 +108,6 @@ def bao(tmp_path_factory):
 
 
 @pytest.fixture
-def keystore(tmp_path, pin_file):
-    return ["--keystore", str(tmp_path / "keystore"), "--passphrase-file", pin_file("a long keystore passphrase")]
-
-
-@pytest.fixture
 def server_kek(bao, tmp_path) -> Path:
     path = tmp_path / "transit-wrapping-key.pem"
     path.write_text(bao.ok("GET", "transit/wrapping_key")["public_key"])

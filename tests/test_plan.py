@@ -32,18 +32,6 @@ def keks(tmp_path):
     return make
 
 
-@pytest.fixture
-def keystore(tmp_path, pin_file):
-    return ["--keystore", str(tmp_path / "keystore"), "--passphrase-file", pin_file("a long keystore passphrase")]
-
-
-@pytest.fixture
-def out(tmp_path):
-    directory = tmp_path / "out"
-    directory.mkdir()
-    return directory
-
-
 def write_plan(tmp_path: Path, key: str, destinations: list[dict], key_type: str | None = "AES-256") -> Path:
     lines = [f'key = "{key}"'] + ([f'key_type = "{key_type}"'] if key_type else [])
     for destination in destinations:

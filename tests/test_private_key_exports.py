@@ -15,31 +15,8 @@ import re
 import pytest
 
 import unwrap
-from keks import rsa_key, write_private_pem, write_spki
 
 KID = "https://contoso-vault.vault.azure.net/keys/KEK-1/0123456789abcdef0123456789abcdef"
-
-
-@pytest.fixture
-def kek_files(tmp_path):
-    def make(bits: int):
-        key = rsa_key(bits)
-        return (write_spki(key, tmp_path / f"kek{bits}.pem", pem=True),
-                write_private_pem(key, tmp_path / f"kek{bits}-private.pem"))
-    return make
-
-
-@pytest.fixture
-def keystore(tmp_path, pin_file):
-    passphrase = pin_file("a long keystore passphrase")
-    return ["--keystore", str(tmp_path / "keystore"), "--passphrase-file", passphrase]
-
-
-@pytest.fixture
-def out(tmp_path):
-    directory = tmp_path / "out"
-    directory.mkdir()
-    return directory
 
 
 def check_private_key(plaintext: bytes, public_pem_path) -> None:
