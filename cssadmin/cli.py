@@ -7,6 +7,7 @@ when there is something to parse), so --help and --version stay fast.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from . import __version__
@@ -16,7 +17,6 @@ def _json_requested(argv: list[str]) -> bool:
     return "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
 
 
-INTERRUPTED_EXIT = 130   # 128 + SIGINT, as shells report it
 STDOUT_CLOSED_EXIT = 141  # 128 + SIGPIPE: the reader of stdout went away before the report was printed
 
 
@@ -79,6 +79,9 @@ def _progress(text: str) -> None:
 
 def _fail(failure: CssadminError, as_json: bool) -> int:
     """Report a failure; its exit code stands even when stdout or stderr is already closed."""
+    if isinstance(failure, Interrupted) and _stopped_by != signal.SIGINT:
+        failure.exit_code = 128 + _stopped_by
+        failure.message = f"{signal.Signals(_stopped_by).name}: {failure.message}"
     try:
         _render_failure(failure, as_json)
         sys.stdout.flush()
@@ -153,9 +156,29 @@ def _render_export(result: dict) -> None:
     print(f"next step: {result['next_step']}")
 
 
+# Signals that stop a run as Ctrl-C does: the clean-up runs (a key this run created is destroyed) and
+# the status is 128 + the signal, as a shell reports a process the signal killed.
+_STOPPING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+_stopped_by = signal.SIGINT
+
+
+def _stop_once(signum, frame) -> None:
+    """One stop is one interrupt. The terminal signals every process of its foreground group, and a
+    one-file frozen binary's bootloader forwards its own copy to its child: without this, that second
+    SIGINT (or an impatient second Ctrl-C) could cut short the clean-up the first one started, such as
+    destroying the key this run created. SIGQUIT (Ctrl-\\) and SIGKILL still stop the process."""
+    global _stopped_by
+    _stopped_by = signum
+    for number in _STOPPING_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def run() -> None:
+    for number in _STOPPING_SIGNALS:
+        signal.signal(number, _stop_once)
     try:
         status = main()
     except KeyboardInterrupt:   # between main's own handlers (at start-up, or while reporting)
-        status = INTERRUPTED_EXIT
+        status = 128 + _stopped_by
     sys.exit(status)

@@ -83,7 +83,8 @@ class VerificationError(CssadminError):
 
 
 class Interrupted(CssadminError):
-    """Ctrl-C (SIGINT), at any point, a PIN or passphrase prompt included: exit 130 (128 + SIGINT)."""
+    """Ctrl-C (SIGINT), at any point, a PIN or passphrase prompt included: exit 130 (128 + SIGINT).
+    SIGTERM and SIGHUP stop a run the same way, with the CLI's status 128 + the signal (143, 129)."""
 
     exit_code = 130
     code = "INTERRUPTED"

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__, audit, manifest, output, trust
+from .checkpoints import checkpoint
 from .custody import Custody, KeyRef
 from .errors import CustodyError, KeyConflictError, OutputError, ParametersRefused
 from .facts import ExportFacts, FileFacts, KeyFacts, WrappingKeyFacts
 from .keynames import check_key_name
-from .output import checkpoint
 from .keytypes import KeyType
 from .providers.base import Options, Provider, Wrapped
 from .schemes import WrapScheme

@@ -14,31 +14,15 @@ import os
 import secrets
 import shutil
 import stat
-import sys
-import time
 from pathlib import Path
 
 from . import durable, removable
 from .durable import BINARY, fsync_directory, remove_quietly
 from .errors import OutputError
+from .checkpoints import checkpoint
 from .facts import FileFacts
 
 _READ_CHUNK = 1 << 16
-PAUSE_VARIABLE = "CSSADMIN_TEST_PAUSE_AT"
-
-
-def checkpoint(step: str) -> None:
-    """Test hook: stop here, for a test to kill the process, when CSSADMIN_TEST_PAUSE_AT names this step.
-
-    The one write to stderr outside the CLI, and only under the test variable: it names the process
-    to kill, which in a frozen binary is not the one the test started (the bootloader's child)."""
-    if os.environ.get(PAUSE_VARIABLE) == step:
-        sys.stderr.write(f"cssadmin: paused at {step} (pid {os.getpid()})\n")
-        sys.stderr.flush()
-        while True:
-            time.sleep(60)
-
-
 def preflight(out_dir: str | os.PathLike, names: list[str], force: bool, *, require_removable: bool = False) -> None:
     """Fail now, before any key is generated, if these files cannot be written."""
     directory = Path(out_dir)

@@ -103,6 +103,58 @@ def test_sigint_during_an_export_is_130_in_status_and_json(cli, tmp_path, kek409
     assert (error["exit"], error["code"]) == (130, "INTERRUPTED")
 
 
+@pytest.mark.skipif(os.name == "nt", reason="Windows has no process groups to signal as a terminal does")
+def test_a_second_sigint_does_not_cut_short_the_destruction_of_the_new_key(cli, tmp_path, kek4096):
+    """Ctrl-C signals the terminal's whole process group, and a one-file frozen binary's bootloader
+    forwards its own copy to its child: one Ctrl-C is two SIGINTs there. A SIGINT that arrives while
+    the run is discarding the key it created must not stop that, or the key stays behind."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CSSADMIN_")}
+    env.update({"HOME": str(cli.home), "XDG_STATE_HOME": str(cli.home / "state"), "PYTHONPATH": str(ROOT),
+                "CSSADMIN_TEST_PAUSE_AT": "staged,discarding"})
+    process = subprocess.Popen(cli.command + ["--json"] + keystore_export(tmp_path, kek4096), env=env,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        for step in ("staged", "discarding"):
+            line = process.stderr.readline()
+            assert f"paused at {step}" in line, line
+            os.killpg(process.pid, signal.SIGINT)   # as a terminal's Ctrl-C does
+        time.sleep(0.5)   # the second SIGINT has landed before the discard goes on
+        stdout, _ = process.communicate("go on\n", timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stdout
+    assert json.loads(stdout)["error"]["exit"] == 130
+    again = cli.run(["--json"] + keystore_export(tmp_path, kek4096) + ["--no-audit"])
+    assert again.returncode == 0, again.stdout
+    assert json.loads(again.stdout)["key"]["created"] is True, "the interrupted run's key was left behind"
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows delivers neither SIGTERM nor SIGHUP to a process")
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_a_run_as_ctrl_c_does(cli, tmp_path, kek4096, name):
+    """A ceremony script's timeout (SIGTERM) or a dropped ssh session (SIGHUP) must not leave the new key
+    on the token either: the run cleans up and exits 128 + the signal, the JSON saying the same."""
+    number = getattr(signal, name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CSSADMIN_")}
+    env.update({"HOME": str(cli.home), "XDG_STATE_HOME": str(cli.home / "state"), "PYTHONPATH": str(ROOT),
+                "CSSADMIN_TEST_PAUSE_AT": "key-ready"})
+    process = subprocess.Popen(cli.command + ["--json"] + keystore_export(tmp_path, kek4096), env=env,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stderr.readline()
+        assert "paused at key-ready" in line, line
+        process.send_signal(number)   # a frozen binary's bootloader forwards it to its child
+        stdout, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + number, stdout
+    error = json.loads(stdout)["error"]
+    assert (error["exit"], error["code"]) == (128 + number, "INTERRUPTED") and name in error["message"]
+    again = cli.run(["--json"] + keystore_export(tmp_path, kek4096) + ["--no-audit"])
+    assert json.loads(again.stdout)["key"]["created"] is True, "the stopped run's key was left behind"
+
+
 def run_on_a_terminal(command: list[str], env: dict, answer: bytes, wait_for: bytes) -> tuple[int, bytes]:
     """Run `command` with a pseudo-terminal as its controlling terminal; type `answer` after `wait_for`."""
     import fcntl

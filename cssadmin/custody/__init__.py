@@ -13,6 +13,7 @@ from typing import Any, Iterator, Protocol
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .. import durable
+from ..checkpoints import checkpoint
 from ..keytypes import KeyType
 from ..schemes import WrapScheme
 from ..signatures import Signer, signer_facts
@@ -132,6 +133,7 @@ class CustodyBase:
             try:
                 yield key
             except BaseException:
+                checkpoint("discarding")
                 self.discard(key)
                 raise
 
@@ -155,5 +157,6 @@ class CustodyBase:
             yield Signer(signer_facts(label, key.public_key, self.protection),
                          lambda data: self.sign(key, data), created=key.created)
         except BaseException:
+            checkpoint("discarding")
             self.discard_signing_key(key)
             raise
