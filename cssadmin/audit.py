@@ -22,7 +22,7 @@ import stat
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PureWindowsPath
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from . import inputs
 from .durable import ON_WINDOWS, fsync_directory, lock, open_private, unlock, write_fully
@@ -134,6 +134,7 @@ class AuditLog:
         self.path = Path(path)
         self._descriptor: int | None = None
         self._closed = False
+        self.ends_signed = False   # its last record is signed: verify-audit wants every later one signed
         if os.path.lexists(self.path):
             self._open_and_lock(os.O_RDWR | os.O_APPEND)
             try:
@@ -198,18 +199,25 @@ class AuditLog:
     def _tail(self) -> tuple[int, int, str]:
         descriptor = self._open_descriptor()
         size = os.fstat(descriptor).st_size
-        seq, prev_sha256 = _next_link(self.path, _last_line(descriptor, size))
+        last_line = _last_line(descriptor, size)
+        seq, prev_sha256 = _next_link(self.path, last_line)
+        self.ends_signed = last_line is not None and "signature" in parse_line(last_line)
         return size, seq, prev_sha256
 
-    def next_head(self, record: Mapping, signer: Signer | None = None) -> PendingRecord:
-        """The record as it will be appended, sealed by its own sha256 (and signed, with a signer)."""
+    def next_head(self, record: Mapping, signer: Signer | None = None,
+                  after: PendingRecord | None = None) -> PendingRecord:
+        """The record as it will be appended, sealed by its own sha256 (and signed, with a signer);
+        chained onto `after`, a record not appended yet, when one is given (a plan's records)."""
         clashing = (CHAIN_FIELDS | SEAL_FIELDS | SIGNER_FIELDS) & set(record)
         if clashing:
             raise ValueError(f"record fields {sorted(clashing)} are set by the audit log itself")
-        try:
-            size, seq, prev_sha256 = self._tail()
-        except OSError as failure:
-            raise _write_failed(self.path, failure) from None
+        if after is not None:
+            size, seq, prev_sha256 = after.size_before, after.head.seq + 1, sha256_hex(after.line)
+        else:
+            try:
+                size, seq, prev_sha256 = self._tail()
+            except OSError as failure:
+                raise _write_failed(self.path, failure) from None
         full = {**record, "seq": seq, "prev_sha256": prev_sha256, "time": _utc_now(),
                 "user": _os_user(), "host": _host_name()}
         if signer is not None:
@@ -223,20 +231,25 @@ class AuditLog:
 
     def append(self, pending: PendingRecord) -> dict:
         """Write the pending record, fsync it; refused if the log is not as it was when it was computed."""
+        self.append_all([pending])
+        return pending.record
+
+    def append_all(self, pendings: Sequence[PendingRecord]) -> None:
+        """Write records chained by next_head(after=...) in one write and one fsync: all or none."""
         descriptor = self._open_descriptor()
+        size_before = pendings[0].size_before
         try:
-            if os.fstat(descriptor).st_size != pending.size_before:
+            if os.fstat(descriptor).st_size != size_before:
                 raise OutputError(f"audit log {self.path} changed while it was locked; not appending",
                                   code="AUDIT_WRITE_FAILED", remedy=f"run cssadmin verify-audit {self.path}")
             try:
-                write_fully(descriptor, pending.line + b"\n")
+                write_fully(descriptor, b"".join(pending.line + b"\n" for pending in pendings))
                 os.fsync(descriptor)
             except OSError:
-                _truncate_quietly(descriptor, pending.size_before)   # no torn line (disk full, I/O error)
+                _truncate_quietly(descriptor, size_before)   # no torn line (disk full, I/O error)
                 raise
         except OSError as failure:
             raise _write_failed(self.path, failure) from None
-        return pending.record
 
 
 def append_record(path: str | os.PathLike, record: Mapping, signer: Signer | None = None) -> dict:
@@ -285,6 +298,11 @@ def _next_link(log_path: Path, last_line: bytes | None) -> tuple[int, str]:
     if not is_seq(seq):
         raise OutputError(f"audit log {log_path}: the last line is not a valid record; not appending to it",
                           code="AUDIT_CHAIN_BROKEN", remedy=f"run cssadmin verify-audit {log_path}")
+    own = previous.get("sha256")
+    if own is not None and own != sha256_hex(covered_bytes(previous)):   # 0.1.0 records carry none
+        raise OutputError(f"audit log {log_path}: the last record was changed after it was written; not "
+                          "appending to it", code="AUDIT_CHAIN_BROKEN",
+                          remedy=f"run cssadmin verify-audit {log_path}, keep it as evidence, and start a new log")
     return seq + 1, sha256_hex(last_line)
 
 

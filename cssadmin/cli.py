@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         return _fail(CssadminError(f"internal error: {type(bug).__name__}: {bug}"
                                    + ("" if verbose else " (run with --verbose for the traceback)")), as_json)
+    _settle()
+    if sys.stdout is None:   # started with stdout closed (`>&-`): the report has nowhere to go
+        return STDOUT_CLOSED_EXIT
     try:
         result() if callable(result) else _render_success(result, as_json)
         sys.stdout.flush()
@@ -79,12 +82,14 @@ def _progress(text: str) -> None:
 
 def _fail(failure: CssadminError, as_json: bool) -> int:
     """Report a failure; its exit code stands even when stdout or stderr is already closed."""
+    _settle()
     if isinstance(failure, Interrupted) and _stopped_by != signal.SIGINT:
         failure.exit_code = 128 + _stopped_by
         failure.message = f"{signal.Signals(_stopped_by).name}: {failure.message}"
     try:
         _render_failure(failure, as_json)
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except _CLOSED_PIPE:
         _discard_stdout()
     return failure.exit_code
@@ -117,6 +122,9 @@ def _one_line(text: str | None) -> str | None:
 
 
 def _render_failure(failure: CssadminError, as_json: bool) -> None:
+    stream = sys.stdout if as_json else sys.stderr
+    if stream is None:   # closed when the process started (`>&-`, `2>&-`): print would pick another
+        return
     if as_json:
         import json
         print(json.dumps({"ok": False, "error": {
@@ -160,6 +168,14 @@ def _render_export(result: dict) -> None:
 # the status is 128 + the signal, as a shell reports a process the signal killed.
 _STOPPING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 _stopped_by = signal.SIGINT
+
+
+def _settle() -> None:
+    """The outcome is decided and is being reported: from here a stop signal cannot change the status
+    (a success already printed stays 0). Only where run() installed _stop_once: never in a host process."""
+    for number in _STOPPING_SIGNALS:
+        if signal.getsignal(number) is _stop_once:
+            signal.signal(number, signal.SIG_IGN)
 
 
 def _stop_once(signum, frame) -> None:

@@ -114,13 +114,14 @@ def utc_now() -> datetime:
 
 def run(request: Request, open_custody: Callable[[], Custody], now: Callable[[], datetime] = utc_now) -> Report:
     plan = parse(request)
-    with open_audit(request.audit_log) as log:
+    with open_audit(request.audit_log, signing=request.signing_key is not None) as log:
         kek = load_wrapping_key_file(request.wrap_key_path)
         verdict = judge_wrapping_key(plan, kek, now())
         checkpoint("trusted")
         policy = decide_policy(plan, kek)
         checkpoint("policy-decided")
-        # A key (or signing key) this run created is discarded if anything fails before its files are verified.
+        # A key (or signing key) this run created is discarded, and the files withdrawn, if anything
+        # fails before the audit record is written.
         with open_custody() as custody, signing_key(custody, request.signing_key) as signer, \
                 custody.key(request.key_name, plan.key_type, request.provider.name, request.reuse_key) as key:
             checkpoint("key-ready")
@@ -130,7 +131,8 @@ def run(request: Request, open_custody: Callable[[], Custody], now: Callable[[],
             evidence = make_evidence(plan, exported.wrapped, facts, log, signer)
             checkpoint("evidence-made")
             written = write_files(plan, evidence)
-        record_audit(log, evidence)
+            with output.withdrawn_on_failure(written):
+                record_audit(log, evidence)
     count = len(evidence.files)
     return Report(facts, tuple(written[:count]), written[-1], written[count] if evidence.signature else None,
                   _signer_summary(signer), _audit_summary(log, evidence))
@@ -166,9 +168,19 @@ def check_request(request: Request) -> Plan:
     return Plan(request, key_type, names, tuple(provider.warnings(request.options)))
 
 
-def open_audit(path: Path | None):
-    """The audit log, opened and locked until the record is appended: the last pre-flight check."""
-    return audit.AuditLog(path) if path is not None else nullcontext(None)
+def open_audit(path: Path | None, signing: bool = False):
+    """The audit log, opened and locked until the record is appended: the last pre-flight check. A log
+    whose records are signed takes only signed records: an unsigned one after them is what verify-audit
+    reports as appended without the key."""
+    if path is None:
+        return nullcontext(None)
+    log = audit.AuditLog(path)
+    if log.ends_signed and not signing:
+        log.close()
+        raise OutputError(f"audit log {path} ends in signed records, and this run would append an unsigned one",
+                          code="AUDIT_LOG_SIGNED", remedy="pass --signing-key with the label that signs this log, "
+                          "or --audit-log FILE for another log")
+    return log
 
 
 def signing_key(custody: Custody, label: str | None):
@@ -208,7 +220,7 @@ def _with_next_steps(failure: CustodyError, plan: Plan, policy: PolicyDecision) 
     if isinstance(failure, ParametersRefused) and policy.scheme.hash in provider.hash_refused:
         steps.insert(0, provider.hash_refused[policy.scheme.hash])
     if request.key_type is None and failure.code == "SELF_TEST_FAILED":
-        steps.append(f"{plan.key_type.name} is the default key type of {provider.name}: pass -k to choose another")
+        steps.append(f"{plan.key_type.name}, the default key type of {provider.name}; pass -k to choose another")
     return type(failure)(failure.message, code=failure.code, remedy="; ".join(steps) or None)
 
 
@@ -249,25 +261,22 @@ def describe(plan: Plan, kek: WrappingKey, verdict: trust.TrustVerdict, policy: 
 def make_evidence(plan: Plan, wrapped: Wrapped, facts: ExportFacts, log: audit.AuditLog | None,
                   signer: Signer | None) -> Evidence:
     """The audit record (and so the head), then the manifest that carries that head, then its signature."""
-    request = plan.request
-    files = tuple((item.name, item.data) for item in request.provider.outputs(wrapped, request.options))
-    pending = None
-    if log is not None:
-        directory = Path(request.out_dir)
-        listed = [FileFacts(str((directory / name).resolve()), output.sha256_hex(data), len(data))
-                  for name, data in files]
-        pending = log.next_head(audit.build_export_record(facts, listed), signer)
-    document = manifest.build_manifest(facts, list(files), audit_head=pending.head if pending else None,
+    files = cloud_files(plan, wrapped)
+    pending = log.next_head(audit.build_export_record(facts, listed(plan, files)), signer) if log is not None else None
+    document = manifest.build_manifest(facts, files, audit_head=pending.head if pending else None,
                                        signer=signer.facts if signer else None)
-    return Evidence(files, document, signer.sign(document) if signer else None, pending, signer)
+    return Evidence(tuple(files), document, signer.sign(document) if signer else None, pending, signer)
 
 
-def build_files(plan: Plan, wrapped: Wrapped, facts: ExportFacts) -> list[tuple[str, bytes]]:
-    """A plan destination's files: the cloud's, then the manifest that lists them (last: it vouches for them)."""
-    request = plan.request
-    files = [(item.name, item.data) for item in request.provider.outputs(wrapped, request.options)]
-    files.append((manifest.manifest_name(request.key_name), manifest.build_manifest(facts, files)))
-    return files
+def cloud_files(plan: Plan, wrapped: Wrapped) -> list[tuple[str, bytes]]:
+    """The files the cloud's import takes, as (name, bytes)."""
+    return [(item.name, item.data) for item in plan.request.provider.outputs(wrapped, plan.request.options)]
+
+
+def listed(plan: Plan, files: list[tuple[str, bytes]]) -> list[FileFacts]:
+    """Those files as the audit record lists them: where they will be placed, their SHA-256 and size."""
+    directory = Path(plan.request.out_dir)
+    return [FileFacts(str((directory / name).resolve()), output.sha256_hex(data), len(data)) for name, data in files]
 
 
 def write_files(plan: Plan, evidence: Evidence) -> list[FileFacts]:
@@ -283,10 +292,12 @@ def write_files(plan: Plan, evidence: Evidence) -> list[FileFacts]:
 def record_audit(log: audit.AuditLog | None, evidence: Evidence) -> None:
     if log is None or evidence.pending is None:
         return
+    checkpoint("recording")
     try:
         log.append(evidence.pending)
     except OutputError as failure:
-        raise OutputError(f"the outputs were written and verified, but the audit record was not: {failure}",
+        raise OutputError("the audit record could not be written, so the outputs were removed and a key "
+                          f"this run created was destroyed: {failure}",
                           code="AUDIT_WRITE_FAILED",
                           remedy="fix the audit log, or pass --no-audit to export without one") from None
 

@@ -14,12 +14,13 @@ import os
 import secrets
 import shutil
 import stat
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import durable, removable
+from .checkpoints import checkpoint
 from .durable import BINARY, fsync_directory, remove_quietly
 from .errors import OutputError
-from .checkpoints import checkpoint
 from .facts import FileFacts
 
 _READ_CHUNK = 1 << 16
@@ -265,3 +266,24 @@ def write_tree(out_dir: str | os.PathLike, groups: list[tuple[str, list[tuple[st
         raise _placement_error(failure, top) from None
     digest = hashlib.sha256(voucher[1]).hexdigest()
     return results + [[FileFacts(str(voucher_final.resolve()), digest, len(voucher[1]))]]
+
+
+@contextmanager
+def withdrawn_on_failure(files: list[FileFacts], directories: tuple[Path, ...] = ()):
+    """Placed and verified files taken back, with `directories` if that leaves them empty, when what
+    follows fails (the audit record, Ctrl-C included): an export stands only once it is on the record."""
+    try:
+        yield
+    except BaseException:
+        remove_quietly(item.path for item in files)
+        for directory in directories:
+            try:
+                os.rmdir(directory)
+            except OSError:
+                pass
+        for parent in dict.fromkeys(Path(item.path).parent for item in files):
+            try:
+                fsync_directory(parent)
+            except OSError:
+                pass
+        raise

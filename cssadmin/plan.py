@@ -16,7 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from . import audit, export, output, trust
+from . import audit, export, manifest, output, trust
+from .checkpoints import checkpoint
 from .custody import Custody
 from .errors import CssadminError, UsageError
 from .facts import FileFacts
@@ -231,18 +232,44 @@ def run(plan: CeremonyPlan, open_custody: Callable[[], Custody],
             created = now()
             facts = [export.describe(j.plan, j.kek, j.verdict, j.policy, e, created) for j, e in zip(judged, exported)]
             identifiers = [key_identifier(e.wrapped) for e in exported]
-            groups = [(j.destination.name, export.build_files(j.plan, e.wrapped, f))
-                      for j, e, f in zip(judged, exported, facts)]
+            pendings = records(log, judged, exported, facts)
+            groups = [(j.destination.name, destination_files(j.plan, e.wrapped, f, p.head if p else None))
+                      for j, e, f, p in zip(judged, exported, facts, pendings)]
             voucher = (plan_manifest_name(plan.key_name),
                        build_plan_manifest(plan.key_name, plan.key_type.name, identifiers[0], created,
                                            [(j.destination.name, f, i, files)
                                             for j, f, i, (_, files) in zip(judged, facts, identifiers, groups)]))
+            new_directories = tuple(path for path in (Path(settings.out_dir, j.destination.name) for j in judged)
+                                    if not path.exists())
             written = output.write_tree(settings.out_dir, groups, voucher, settings.force)
-            output.verify_all([item for files in written for item in files])
-        if log is not None:   # one record per destination, listing the cloud's files of it
-            for f, files in zip(facts, written):
-                log.append(log.next_head(audit.build_export_record(f, files[:-1])))
-    return _report(plan, identifiers, facts, written)
+            placed = [item for files in written for item in files]
+            output.verify_all(placed)
+            with output.withdrawn_on_failure(placed, new_directories):
+                if log is not None:
+                    checkpoint("recording")
+                    log.append_all(pendings)
+    return _report(plan, identifiers, facts, written,
+                   [{"path": str(log.path), **p.head.as_dict()} if p else None for p in pendings])
+
+
+def records(log: audit.AuditLog | None, judged, exported, facts) -> list[audit.PendingRecord | None]:
+    """One audit record per destination, listing the cloud's files of it, chained in plan order and
+    appended together, so that each destination's manifest can carry the head its record makes."""
+    if log is None:
+        return [None] * len(judged)
+    pendings: list[audit.PendingRecord] = []
+    for j, e, f in zip(judged, exported, facts):
+        record = audit.build_export_record(f, export.listed(j.plan, export.cloud_files(j.plan, e.wrapped)))
+        pendings.append(log.next_head(record, after=pendings[-1] if pendings else None))
+    return pendings
+
+
+def destination_files(plan: export.Plan, wrapped, facts, audit_head) -> list[tuple[str, bytes]]:
+    """A destination's files: the cloud's, then the manifest that lists them (last: it vouches for them)."""
+    files = export.cloud_files(plan, wrapped)
+    files.append((manifest.manifest_name(plan.request.key_name),
+                  manifest.build_manifest(facts, files, audit_head=audit_head)))
+    return files
 
 
 def check(plan: CeremonyPlan, now: Callable[[], datetime] = export.utc_now) -> dict:
@@ -271,22 +298,25 @@ def check(plan: CeremonyPlan, now: Callable[[], datetime] = export.utc_now) -> d
             "warnings": sorted({w for d in destinations for w in d["warnings"]}), "summary": summary}
 
 
-def _report(plan: CeremonyPlan, identifiers: list[dict], facts, written: list[list[FileFacts]]) -> dict:
+def _report(plan: CeremonyPlan, identifiers: list[dict], facts, written: list[list[FileFacts]],
+            heads: list[dict | None]) -> dict:
     identifier = identifiers[0]
     destinations = []
-    for destination, f, i, files in zip(plan.destinations, facts, identifiers, written):
-        entry = export.Report(f, tuple(files[:-1]), files[-1]).as_dict()
+    for destination, f, i, files, head in zip(plan.destinations, facts, identifiers, written, heads):
+        entry = export.Report(f, tuple(files[:-1]), files[-1], audit=head).as_dict()
         del entry["ok"]
         destinations.append({"name": destination.name, **entry, "key_identifier": i})
-    manifest = written[-1][0]
+    voucher = written[-1][0]
     summary = [f"key: {plan.key_name} ({plan.key_type.name}, {'created' if facts[0].key.created else 'existing'}, "
                f"protection: {facts[0].key.protection}); key identifier ({identifier['kind']}) {identifier['value']}"]
     for entry in destinations:
         summary.append(f"{entry['name']} ({entry['provider']}, {entry['algorithm']}):")
         summary += [f"  wrote {item['path']} ({item['bytes']} bytes, sha256 {item['sha256']})"
                     for item in entry["outputs"] + [entry["manifest"]]]
+        if entry["audit"]:
+            summary.append(f"  audit head: {entry['audit']['seq']}:{entry['audit']['sha256']} in {entry['audit']['path']}")
         summary.append(f"  next step: {entry['next_step']}")
-    summary.append(f"wrote {manifest.path} ({manifest.bytes} bytes, sha256 {manifest.sha256})")
+    summary.append(f"wrote {voucher.path} ({voucher.bytes} bytes, sha256 {voucher.sha256})")
     return {"ok": True, "plan": plan.path, "key_identifier": identifier, "destinations": destinations,
-            "manifest": manifest.as_dict(),
+            "manifest": voucher.as_dict(),
             "warnings": list(dict.fromkeys(w for f in facts for w in f.warnings)), "summary": summary}

@@ -182,8 +182,9 @@ class Cli:
         self.command = [binary] if binary else [sys.executable, "-m", "cssadmin"]
         self.home = home
 
-    def run(self, args: list[str], *, token: Token | None = None, cwd: Path | None = None,
-            env: dict | None = None, stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
+    def environment(self, *, token: Token | None = None, env: dict | None = None) -> dict:
+        """The CLI's environment: this test's state home, none of the caller's CSSADMIN_ settings,
+        the token's module and configuration when one is given, then `env`."""
         environment = {k: v for k, v in os.environ.items() if not k.startswith("CSSADMIN_")}
         environment.update(state_home_env(self.home))
         environment["PYTHONPATH"] = str(ROOT)
@@ -191,8 +192,12 @@ class Cli:
             environment.update(token.env)
             environment["CSSADMIN_PKCS11_MODULE"] = token.module
         environment.update(env or {})
-        return subprocess.run(self.command + args, cwd=cwd, env=environment, stdin=stdin,
-                              capture_output=True, text=True, timeout=300)
+        return environment
+
+    def run(self, args: list[str], *, token: Token | None = None, cwd: Path | None = None,
+            env: dict | None = None, stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
+        return subprocess.run(self.command + args, cwd=cwd, env=self.environment(token=token, env=env),
+                              stdin=stdin, capture_output=True, text=True, timeout=300)
 
     def json(self, args: list[str], **kwargs) -> tuple[int, dict]:
         result = self.run(["--json"] + args, **kwargs)

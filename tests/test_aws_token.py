@@ -95,7 +95,8 @@ def test_softhsm_lacks_oaep_sha256_and_is_refused_by_the_self_test(cli, softhsm,
     assert code == 5 and report["error"]["code"] == "MECHANISM_FAILED"
     assert "CKM_RSA_PKCS_OAEP" in report["error"]["message"] and "SHA256" in report["error"]["message"]
     # The way out that fits aws: import parameters with another algorithm, or another token.
-    assert "download the import parameters again with RSAES_OAEP_SHA_1" in report["error"]["remedy"]
+    assert ("download the import parameters again with RSAES_OAEP_SHA_1, or use a token with OAEP-SHA-256"
+            in report["error"]["remedy"])
     assert list(tmp_path.glob(f"{key_name}*")) == []
     assert softhsm.objects(key_name) == []
 
@@ -106,7 +107,7 @@ def test_a_self_test_refusal_of_the_default_key_type_says_it_was_the_default(cli
     code, report = cli.json(["google-cloud-key-management", key_name, str(kek), "--out-dir", str(tmp_path),
                              *softhsm.cli_args(pin_file)], token=softhsm)
     assert (code, report["error"]["code"]) == (5, "SELF_TEST_FAILED"), report
-    assert "RSA-2048 is the default key type of google-cloud-key-management: pass -k" in report["error"]["remedy"]
+    assert "RSA-2048, the default key type of google-cloud-key-management; pass -k" in report["error"]["remedy"]
     code, report = cli.json(["google-cloud-key-management", key_name, str(kek), "-k", "RSA-2048", "--out-dir",
                              str(tmp_path), *softhsm.cli_args(pin_file)], token=softhsm)
     assert "default key type" not in (report["error"]["remedy"] or ""), report

@@ -17,13 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import state_home_env
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from keks import rsa_key, write_spki
 
-ROOT = Path(__file__).resolve().parent.parent
 
 STEPS = ("writing", "staged", "renamed-one", "renamed", "verified")
 PAUSE_TIMEOUT = 60.0
@@ -32,13 +30,7 @@ OAEP_SHA1 = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(
 
 def popen(cli, args: list[str], *, token, env: dict, stdout) -> subprocess.Popen:
     """Start the CLI the way conftest's Cli.run does, without waiting for it."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("CSSADMIN_")}
-    environment.update(state_home_env(cli.home))
-    environment["PYTHONPATH"] = str(ROOT)
-    environment.update(token.env)
-    environment["CSSADMIN_PKCS11_MODULE"] = token.module
-    environment.update(env)
-    return subprocess.Popen(cli.command + args, env=environment, stdin=subprocess.DEVNULL,
+    return subprocess.Popen(cli.command + args, env=cli.environment(token=token, env=env), stdin=subprocess.DEVNULL,
                             stdout=stdout, stderr=subprocess.PIPE)
 
 

@@ -14,11 +14,10 @@ from cssadmin.custody import keystore_format
 from cssadmin.custody.software import SoftwareKeystore
 from cssadmin.errors import CustodyError, OutputError
 from cssadmin.keytypes import KEY_TYPES
-from conftest import ROOT
 from keks import rsa_key, write_spki
 
 INTERRUPT_POINTS = ["trusted", "policy-decided", "key-ready", "wrapped", "evidence-made", "writing", "staged",
-                    "renamed-one", "renamed", "verified"]
+                    "renamed-one", "renamed", "verified", "recording"]
 
 
 @pytest.fixture
@@ -32,9 +31,7 @@ def test_sigint_anywhere_before_the_audit_record_leaves_no_key_and_no_file(cli, 
                                                                          key_name, step):
     out = tmp_path / "out"
     out.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CSSADMIN_")}
-    env.update({"HOME": str(cli.home), "XDG_STATE_HOME": str(cli.home / "state"), "PYTHONPATH": str(ROOT),
-                "CSSADMIN_TEST_PAUSE_AT": step, "CSSADMIN_PKCS11_MODULE": softhsm.module, **softhsm.env})
+    env = cli.environment(token=softhsm, env={"CSSADMIN_TEST_PAUSE_AT": step})
     args = ["aws", key_name, str(kek), "RSAES_OAEP_SHA_1", "--out-dir", str(out), *softhsm.cli_args(pin_file)]
     process = subprocess.Popen(cli.command + ["--json"] + args, env=env, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -103,6 +103,14 @@ def test_three_destinations_from_the_keystore(cli, keks, keystore, out, tmp_path
         ("export", "google-cloud-key-management", "RSA_OAEP_4096_SHA1_AES_256")]
     assert cli.run(["verify-audit", str(audit)]).returncode == 0
     assert secrets[0].hex() not in audit.read_text()
+    # Each destination carries the head its own record makes, in the report and in its manifest.
+    for destination, record in zip(report["destinations"], records):
+        head = {"path": str(audit), "seq": record["seq"], "sha256": record["sha256"]}
+        assert destination["audit"] == head
+        manifest = json.loads((out / destination["name"] / f"{key_name}-manifest.json").read_bytes())
+        assert manifest["audit_head"] == {"seq": record["seq"], "sha256": record["sha256"]}
+        expect = f"{record['seq']}:{record['sha256']}"
+        assert cli.run(["verify-audit", str(audit), "--expect-head", expect]).returncode == 0
 
 
 @pytest.mark.token
@@ -318,3 +326,24 @@ def test_one_key_one_login_each_scheme_self_tested_once(keks, tmp_path, out, key
     assert len(opened) == 1 and len(report["destinations"]) == 4
     assert calls == [("key", key_name), ("self-test", "oaep", "sha1"), ("self-test", "rsa_aes", "sha256"),
                      ("self-test", "rsa_aes", "sha1")]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows cannot send SIGINT to one process")
+def test_a_plan_interrupted_before_its_audit_records_are_written_leaves_nothing(cli, keks, keystore, out, tmp_path,
+                                                                                key_name):
+    plan = write_plan(tmp_path, key_name, three_destinations(keks, "RSA_AES_KEY_WRAP_SHA_256"))
+    audit = tmp_path / "audit.jsonl"
+    args = ["--json", "export-plan", str(plan), "--out-dir", str(out), "--audit-log", str(audit), *keystore]
+    process = subprocess.Popen(cli.command + args, env=cli.environment(env={"CSSADMIN_TEST_PAUSE_AT": "recording"}),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        os.kill(wait_for_pause(process, "recording"), signal.SIGINT)
+        stdout, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130 and json.loads(stdout)["error"]["exit"] == 130
+    assert list(out.iterdir()) == [], "an export stands only once it is on the record"
+    assert not audit.exists() or audit.read_bytes() == b""
+    code, report = cli.json(args[1:])
+    assert code == 0, report
+    assert all(d["key"]["created"] is True for d in report["destinations"]), "the interrupted run's key was kept"

@@ -161,6 +161,24 @@ def test_editing_the_last_record_is_exit_8(place, kek_file, key_name):
     place.audit_log.write_bytes(b"".join(lines))
     code, result = place.cli.json(["verify-audit", str(place.audit_log)])
     assert code == 8 and result["error"]["code"] == "AUDIT_RECORD_CHANGED" and "line 2" in result["error"]["message"]
+    # and no export chains onto the changed record: the pre-flight checks it, before a key is made
+    code, report, out = place.export(key_name + "d", kek_file)
+    assert (code, report["error"]["code"]) == (7, "AUDIT_CHAIN_BROKEN"), report
+    assert "changed" in report["error"]["message"] and list(out.iterdir()) == []
+
+
+def test_an_unsigned_export_onto_a_signed_log_is_refused_before_a_key_is_made(place, kek_file, key_name):
+    """Mixing them would leave a log that verify-audit rejects as appended to without the key."""
+    label = signer_label(key_name)
+    assert place.export(key_name, kek_file, "--signing-key", label)[0] == 0
+    before = place.audit_log.read_bytes()
+    code, report, out = place.export(key_name + "b", kek_file)
+    assert (code, report["error"]["code"]) == (7, "AUDIT_LOG_SIGNED"), report
+    assert "--signing-key" in report["error"]["remedy"]
+    assert list(out.iterdir()) == [] and place.audit_log.read_bytes() == before
+    code, report, _ = place.export(key_name + "b", kek_file, "--signing-key", label)
+    assert code == 0 and report["key"]["created"] is True, report   # the refused run made no key
+    assert place.cli.json(["verify-audit", str(place.audit_log)])[0] == 0
 
 
 def test_a_signature_from_another_key_and_a_missing_signature_are_exit_8(place, kek_file, key_name, tmp_path):

@@ -66,6 +66,6 @@ PROVIDER = Aws(
     kek_name="AWS KMS wrapping keys",
     kek_source="use the WrappingKey file of the key's ImportParameters (RSA_2048, RSA_3072 or RSA_4096 spec)",
     stronger_kek="download the import parameters again with the RSA_4096 wrapping key spec",
-    hash_refused={"sha256": "download the import parameters again with RSAES_OAEP_SHA_1 (or RSA_AES_KEY_WRAP_SHA_1), "
-                            "or use a token with OAEP-SHA-256"},
+    hash_refused={"sha256": "download the import parameters again with RSAES_OAEP_SHA_1, or use a token with "
+                            "OAEP-SHA-256 (RSA_AES_KEY_WRAP_SHA_1 is the SHA-1 choice for RSA-AES)"},
 )

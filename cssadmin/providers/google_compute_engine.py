@@ -15,8 +15,8 @@ DEPRECATION = ("Google marks customer-supplied encryption keys (CSEK) deprecated
                "and recommends Cloud KMS keys (CMEK); the export still works where CSEK is accepted")
 
 # A disk's resource URL: https://www.googleapis.com/compute/v1/projects/P/zones/Z/disks/D
-_DISK_URI = re.compile(r"/projects/(?P<project>[a-z0-9.:-]+)/zones/(?P<zone>[a-z0-9-]+)"
-                       r"/disks/(?P<disk>[a-z0-9-]+)$")
+_DISK_URI = re.compile(r"/projects/(?P<project>[A-Za-z0-9.:_-]+)/zones/(?P<zone>[A-Za-z0-9_-]+)"
+                       r"/disks/(?P<disk>[A-Za-z0-9_-]+)(?:[?#].*)?$")
 
 
 @dataclass(frozen=True)
