@@ -37,18 +37,21 @@ exit codes:
   1  unexpected internal error (a bug; --verbose shows the traceback)
   2  usage error
   3  wrapping key rejected (unreadable, not RSA, too small, wrong size for the provider,
+     structurally unsafe, the self-test key, unpinned where pins are required,
      certificate invalid, expired or untrusted, fingerprint mismatch)
   4  policy refusal (KEK strength, deprecated algorithm, key type or algorithm not allowed)
   5  custody error (module, token, login, mechanism, self-test; a PIN or passphrase source
      that is missing, empty, too open, not a regular file or not UTF-8)
-  6  key conflict (a key of that name exists but was not made by cssadmin, or has another type)
+  6  key conflict (a key of that name exists but was not made by cssadmin, or has another type,
+     fails a provenance check, was made for another provider, or is not the only one)
   7  output error (file exists without --force, destination missing, unwritable or not
      removable, write or read-back failed, disk full; a verify input that cannot be read,
      is not a regular file or is too large)
   8  verification failed (verify-manifest, verify-audit: a changed or missing file, a broken
      audit chain or record, a bad, missing or foreign signature, a head that does not match)
 130  interrupted (Ctrl-C), at any step, a PIN or passphrase prompt included
-141  standard output was closed before the report was printed (`| head`, `| true`)
+     (143 for SIGTERM, 129 for SIGHUP, with the same clean-up)
+141  standard output was closed before the report was printed (`| head`, `| true`, `>&-`)
      after a successful run: the export itself finished, its files were verified and
      its audit record written (a failed run keeps its own code)
 

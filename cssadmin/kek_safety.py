@@ -14,7 +14,7 @@ import secrets
 from .errors import WrappingKeyError
 
 RSA_ENCRYPTION_OID = "1.2.840.113549.1.1.1"
-_RESTRICTED_RSA_OIDS = {"1.2.840.113549.1.1.10": "RSASSA-PSS", "1.2.840.113549.1.1.7": "RSAES-OAEP"}
+RESTRICTED_RSA_OIDS = {"1.2.840.113549.1.1.10": "RSASSA-PSS", "1.2.840.113549.1.1.7": "RSAES-OAEP"}
 
 UNSAFE = "WRAPPING_KEY_UNSAFE"
 IS_SELF_TEST = "WRAPPING_KEY_IS_SELF_TEST"
@@ -27,11 +27,7 @@ MAX_PUBLIC_EXPONENT = 1 << 256
 
 def check_structure(modulus: int, exponent: int, algorithm_oid: str | None, source: str) -> None:
     """Raise WrappingKeyError (exit 3) naming the first defect; return when none is found."""
-    if algorithm_oid is not None and algorithm_oid != RSA_ENCRYPTION_OID:
-        purpose = _RESTRICTED_RSA_OIDS.get(algorithm_oid, f"algorithm {algorithm_oid}")
-        raise WrappingKeyError(f"{source}: the wrapping key is an {purpose} key, not rsaEncryption: it is a key "
-                               "for another purpose, not one a cloud issues for key import", code=NOT_RSA,
-                               remedy="download the provider's wrapping key again")
+    refuse_other_purpose(algorithm_oid, source)
     if modulus == _self_test_modulus():
         raise WrappingKeyError(f"{source} is cssadmin's own self-test key, whose private half ships with the tool: "
                                "anyone could unwrap a key wrapped to it", code=IS_SELF_TEST,
@@ -108,6 +104,15 @@ def _is_probable_prime(candidate: int) -> bool:
 def _self_test_modulus() -> int:
     from .custody.selftest import self_test_key
     return self_test_key().public_key().public_numbers().n
+
+
+def refuse_other_purpose(algorithm_oid: str | None, source: str) -> None:
+    """An RSA key whose AlgorithmIdentifier is not rsaEncryption (RSASSA-PSS, RSAES-OAEP with parameters)."""
+    if algorithm_oid is not None and algorithm_oid != RSA_ENCRYPTION_OID:
+        purpose = RESTRICTED_RSA_OIDS.get(algorithm_oid, f"algorithm {algorithm_oid}")
+        raise WrappingKeyError(f"{source}: the wrapping key is an {purpose} key, not rsaEncryption: it is a key "
+                               "for another purpose, not one a cloud issues for key import", code=NOT_RSA,
+                               remedy="download the provider's wrapping key again")
 
 
 def spki_algorithm_oid(spki_der: bytes) -> str | None:

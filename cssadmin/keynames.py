@@ -10,5 +10,5 @@ KEY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 
 def check_key_name(name: str) -> None:
     if not KEY_NAME.fullmatch(name):
-        raise UsageError(f"key name {name!r} is not allowed: use 1-64 of A-Z a-z 0-9 . _ -, "
-                         "not starting with '.' or '-'", code="BAD_KEY_NAME")
+        raise UsageError(f"the key name given ({len(name)} characters, not shown) is not allowed: use 1-64 of "
+                         "A-Z a-z 0-9 . _ -, not starting with '.' or '-'", code="BAD_KEY_NAME")

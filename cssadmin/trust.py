@@ -134,14 +134,22 @@ def _refuse_if_pins_required(key: WrappingKey, provider: str, options: TrustOpti
 
 def _unpinned_warning(key: WrappingKey) -> str:
     return (f"the wrapping key is not pinned: confirm its SubjectPublicKeyInfo SHA-256 {key.sha256_spki} on the "
-            f"online side with `{_how_to_confirm(key)}`, and pass --expect-fingerprint or --pins next time "
+            f"online side with `{_spki_command(key)}`, and pass --expect-fingerprint or --pins next time "
             "(--require-pinned refuses an unpinned key)")
 
 
 def _how_to_confirm(key: WrappingKey) -> str:
     if key.certificates:
         return "openssl x509 -noout -fingerprint -sha256 -in FILE"
+    return _spki_command(key)
+
+
+def _spki_command(key: WrappingKey) -> str:
+    """The OpenSSL line that prints the SubjectPublicKeyInfo SHA-256 of the file as given."""
     inform = "DER" if key.source_form.endswith("-der") else "PEM"
+    if key.certificates:
+        return (f"openssl x509 -inform {inform} -in FILE -noout -pubkey | openssl pkey -pubin -outform DER "
+                "| openssl dgst -sha256")
     if key.source_form.startswith("pkcs1"):
         return f"openssl rsa -RSAPublicKey_in -inform {inform} -in FILE -pubout -outform DER | openssl dgst -sha256"
     return f"openssl pkey -pubin -inform {inform} -in FILE -outform DER | openssl dgst -sha256"

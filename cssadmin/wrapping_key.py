@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dh, dsa, ec, ed448, ed25519, rsa, x448, x25519
 
 from cssadmin.errors import UsageError, WrappingKeyError
-from cssadmin.kek_safety import spki_algorithm_oid
+from cssadmin.kek_safety import RESTRICTED_RSA_OIDS, refuse_other_purpose, spki_algorithm_oid
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -114,9 +114,9 @@ def load_wrapping_key(data: bytes, *, source: str) -> WrappingKey:
 def normalise_fingerprint(text: str) -> str:
     compact = re.sub(r"[\s:]", "", text).lower()
     if not _FINGERPRINT.fullmatch(compact):
-        shown = text if len(text) <= 100 else text[:100] + "..."
-        raise UsageError(
-            f"{shown!r} is not a SHA-256 fingerprint: expected 64 hex digits (colons and spaces are ignored)"
+        raise UsageError(   # not shown: what is not a fingerprint may be a secret typed in the wrong place
+            f"a fingerprint given ({len(text)} characters, not shown) is not a SHA-256 fingerprint: expected 64 "
+            "hex digits (colons and spaces are ignored)"
         )
     return compact
 
@@ -221,7 +221,7 @@ def _load_der(data: bytes, source: str) -> tuple[object, tuple[x509.Certificate,
     try:
         public_key = serialization.load_der_public_key(data)
     except (ValueError, UnsupportedAlgorithm):
-        pass
+        _refuse_restricted_rsa(data, source)
     else:
         pkcs1_der = _pkcs1_der_or_none(public_key)
         return public_key, (), "pkcs1-der" if data == pkcs1_der else "spki-der"
@@ -302,7 +302,15 @@ def _parse_public_key(der: bytes, source: str) -> object:
     try:
         return serialization.load_der_public_key(der)
     except (ValueError, UnsupportedAlgorithm) as exc:
+        _refuse_restricted_rsa(der, source)
         raise WrappingKeyError(f"{source}: malformed public key ({short_reason(exc)})", code=UNREADABLE) from None
+
+
+def _refuse_restricted_rsa(der: bytes, source: str) -> None:
+    """An RSAES-OAEP key (which cryptography cannot load) is refused for what it is, not as unreadable."""
+    algorithm_oid = spki_algorithm_oid(der)
+    if algorithm_oid in RESTRICTED_RSA_OIDS:
+        refuse_other_purpose(algorithm_oid, source)
 
 
 def _certificate_key(certificate: x509.Certificate, source: str) -> object:

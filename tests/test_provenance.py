@@ -5,6 +5,7 @@ refused with its documented code, leaving no new object on the token.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import subprocess
@@ -95,6 +96,27 @@ def test_an_rsassa_pss_key_is_not_a_wrapping_key(cli, softhsm, pin_file, tmp_pat
     code, report = cli.json(aws_args(softhsm, pin_file, key_name, kek, tmp_path), token=softhsm)
     assert (code, report["error"]["code"]) == (3, "WRAPPING_KEY_NOT_RSA"), report
     assert "RSASSA-PSS" in report["error"]["message"]
+    assert object_count(softhsm) == before
+
+
+RSA_ENCRYPTION_OID_DER = bytes.fromhex("06092a864886f70d010101")
+RSAES_OAEP_OID_DER = bytes.fromhex("06092a864886f70d010107")
+
+
+@pytest.mark.parametrize("form", ["der", "pem"])
+def test_an_rsaes_oaep_key_is_not_a_wrapping_key(cli, softhsm, pin_file, tmp_path, key_name, form):
+    """cryptography cannot load an id-RSAES-OAEP key at all: it is refused for what it is, not as unreadable."""
+    spki = rsa_key(4096).public_key().public_bytes(serialization.Encoding.DER,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert spki.count(RSA_ENCRYPTION_OID_DER) == 1
+    oaep = spki.replace(RSA_ENCRYPTION_OID_DER, RSAES_OAEP_OID_DER)
+    kek = tmp_path / f"WrappingKey.{form}"
+    kek.write_bytes(oaep if form == "der" else
+                    b"-----BEGIN PUBLIC KEY-----\n" + base64.encodebytes(oaep) + b"-----END PUBLIC KEY-----\n")
+    before = object_count(softhsm)
+    code, report = cli.json(aws_args(softhsm, pin_file, key_name, kek, tmp_path), token=softhsm)
+    assert (code, report["error"]["code"]) == (3, "WRAPPING_KEY_NOT_RSA"), report
+    assert "RSAES-OAEP" in report["error"]["message"]
     assert object_count(softhsm) == before
 
 

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -423,3 +426,17 @@ def test_missing_ca_bundle_is_refused_naming_it(tmp_path):
     with pytest.raises(WrappingKeyError, match="cannot read --ca-bundle .*missing.pem: (No such file or directory|The system cannot find the file specified|File not found)") as caught:
         load_ca_bundle(tmp_path / "missing.pem")
     assert caught.value.code == "CA_BUNDLE_UNREADABLE"
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows: the OpenSSL pipeline is written for a POSIX shell")
+@pytest.mark.parametrize("form", ["pem", "der"])
+def test_a_certificate_for_a_bare_key_provider_is_confirmed_by_a_command_printing_its_spki_hash(tmp_path, form):
+    """The unpinned warning shows the SPKI SHA-256: its command must print that value, not the certificate's."""
+    cert = certs.self_signed()[0]
+    path = tmp_path / f"kek.{form}"
+    path.write_bytes(certs.pem(cert) if form == "pem" else certs.der(cert))
+    key = load_wrapping_key_file(path)
+    [warning] = decide(key, get_provider("aws"), TrustOptions(), certs.NOW).warnings
+    command = warning.split("`")[1].replace("FILE", shlex.quote(str(path)))
+    printed = subprocess.run(command, shell=True, capture_output=True, text=True, check=True).stdout
+    assert key.sha256_spki in warning and key.sha256_spki in printed, (command, printed)

@@ -82,8 +82,10 @@ class Provider:
     def key_type(self, requested: str | None) -> KeyType:
         name = requested or self.default_key_type
         if name not in self.key_types:
+            # A name that is no key type at all is not shown: it may be a secret typed in the wrong place.
+            shown = repr(name) if name in KEY_TYPES else "(value not shown: no such key type)"
             raise PolicyError(
-                f"{self.name} does not take key type {name!r}; allowed: {', '.join(self.key_types)}",
+                f"{self.name} does not take key type {shown}; allowed: {', '.join(self.key_types)}",
                 code="KEY_TYPE_NOT_ALLOWED")
         return KEY_TYPES[name]
 
@@ -120,8 +122,9 @@ class Provider:
 
     def check_trust_options(self, certificate_options: list[str]) -> None:
         if certificate_options and not self.needs_certificate:
-            raise UsageError(f"{self.name}'s wrapping key is a bare public key, so {', '.join(certificate_options)} "
-                             "do not apply (--expect-fingerprint and --pins do)", code="OPTION_NOT_APPLICABLE")
+            verb = "does" if len(certificate_options) == 1 else "do"
+            raise UsageError(f"{self.name}'s wrapping key is a bare public key, so {' and '.join(certificate_options)} "
+                             f"{verb} not apply (--expect-fingerprint and --pins do)", code="OPTION_NOT_APPLICABLE")
 
     # --- wrapping key rules (exit 3) and algorithm choice (exit 4) --------------------------
     def check_wrapping_key(self, kek: WrappingKey, options: Options) -> None:

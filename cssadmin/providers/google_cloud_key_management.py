@@ -41,7 +41,7 @@ class GoogleCloudKms(Provider):
     def check_options(self, options: Options) -> None:
         super().check_options(options)
         if options.import_method is not None and options.import_method not in IMPORT_METHODS:
-            raise UsageError(f"{options.import_method!r} is not a Cloud KMS import method; one of: "
+            raise UsageError("the --import-method value (not shown) is not a Cloud KMS import method; one of: "
                              f"{', '.join(IMPORT_METHODS)}", code="IMPORT_METHOD_UNKNOWN")
 
     def check_wrapping_key(self, kek: WrappingKey, options: Options) -> None:
