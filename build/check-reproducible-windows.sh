@@ -12,6 +12,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# shellcheck source=common.sh
+. build/common.sh
 out="$root/build/out/reproducible-windows"
 rm -rf "$out/tree" "$out"/cssadmin.exe.* "$out"/members.* "$out"/build-*.log
 mkdir -p "$out/tree"
@@ -38,18 +40,4 @@ for n in 1 2; do
         | paste - - > "$out/members.$n"
 done
 
-a=$(sha256sum "$out/cssadmin.exe.1" | cut -d' ' -f1)
-b=$(sha256sum "$out/cssadmin.exe.2" | cut -d' ' -f1)
-echo "build 1: $a  ($(stat -c %s "$out/cssadmin.exe.1") bytes)"
-echo "build 2: $b  ($(stat -c %s "$out/cssadmin.exe.2") bytes)"
-if [ "$a" = "$b" ]; then
-    echo "PASS: the two Windows builds are byte-identical (sha256 $a)"
-    exit 0
-fi
-echo "FAIL: the two Windows builds differ"
-echo "archive members that differ:"
-diff "$out/members.1" "$out/members.2" | sed -n 's/^[<>] /  /p' || true
-echo "first differing byte ranges (offset, byte in build 1, byte in build 2):"
-cmp -l "$out/cssadmin.exe.1" "$out/cssadmin.exe.2" | head -20 || true
-echo "copies kept in $out"
-exit 1
+compare_builds "Windows builds" "$out/cssadmin.exe.1" "$out/cssadmin.exe.2" "$out/members.1" "$out/members.2" "$out"

@@ -16,6 +16,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# shellcheck source=common.sh
+. build/common.sh
 out="$root/build/out/reproducible"
 rm -rf "$out"
 mkdir -p "$out/tree"
@@ -50,18 +52,4 @@ for name in sorted(archive.toc):
 PY
 done
 
-a=$(sha256sum "$out/cssadmin.1" | cut -d' ' -f1)
-b=$(sha256sum "$out/cssadmin.2" | cut -d' ' -f1)
-echo "build 1: $a  ($(stat -c %s "$out/cssadmin.1") bytes)"
-echo "build 2: $b  ($(stat -c %s "$out/cssadmin.2") bytes)"
-if [ "$a" = "$b" ]; then
-    echo "PASS: the two builds are byte-identical (sha256 $a)"
-    exit 0
-fi
-echo "FAIL: the two builds differ"
-echo "archive members that differ:"
-diff "$out/members.1" "$out/members.2" | sed -n 's/^[<>] /  /p' || true
-echo "first differing byte ranges (offset, byte in build 1, byte in build 2):"
-cmp -l "$out/cssadmin.1" "$out/cssadmin.2" | head -20 || true
-echo "copies kept in $out"
-exit 1
+compare_builds builds "$out/cssadmin.1" "$out/cssadmin.2" "$out/members.1" "$out/members.2" "$out"

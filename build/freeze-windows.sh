@@ -49,22 +49,9 @@ say() { echo "freeze-windows.sh: $*" >&2; }
 cache="$winwork/cache"
 export PIP_CACHE_DIR="$cache/pip"
 
-export PYTHONHASHSEED=0
-export LC_ALL=C.UTF-8
-export TZ=UTC
-export PYTHONDONTWRITEBYTECODE=1
-export PIP_DISABLE_PIP_VERSION_CHECK=1
-umask 022
-in_git=0
-if git rev-parse --is-inside-work-tree > /dev/null 2>&1 \
-        && [ "$(git rev-parse --show-toplevel)" = "$root" ]; then
-    in_git=1
-fi
-if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
-    [ "$in_git" = 1 ] || { say "not a git work tree: set SOURCE_DATE_EPOCH and CSSADMIN_COMMIT"; exit 2; }
-    SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
-fi
-export SOURCE_DATE_EPOCH
+# shellcheck source=common.sh
+. build/common.sh
+build_environment
 
 if [ "$clean" = 1 ]; then
     say "clean: removing $winwork (all but its download cache) and dist/cssadmin.exe"
@@ -172,19 +159,8 @@ fi
 
 # --- the project, from a snapshot of its sources ------------------------------------------------------
 src="$winwork/src"
-rm -rf "$src" "$winwork/project-wheel"
-mkdir -p "$src"
-list_sources() {
-    if [ "$in_git" = 1 ]; then
-        git ls-files -z --cached --others --exclude-standard -- pyproject.toml README.md 'cssadmin/*'
-    else
-        find pyproject.toml README.md cssadmin -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 2>/dev/null
-    fi
-}
-list_sources | LC_ALL=C sort -z \
-    | while IFS= read -r -d '' file; do [ -e "$file" ] && printf '%s\0' "$file"; done \
-    | tar --null -T - -cf - | tar -xf - -C "$src"
-[ -f "$src/README.md" ] || : > "$src/README.md"
+rm -rf "$winwork/project-wheel"
+snapshot_sources "$src"
 "${pipx[@]}" wheel --quiet --no-deps --no-build-isolation --no-index -w "$winwork/project-wheel" "$src" 2> >(grep -v 'is ignored' >&2)
 rm -rf "$site"/cssadmin "$site"/cssadmin-*.dist-info
 "${pipx[@]}" install --quiet --no-deps --no-index --no-compile --target "$site" "$winwork/project-wheel"/cssadmin-*.whl \
@@ -192,14 +168,8 @@ rm -rf "$site"/cssadmin "$site"/cssadmin-*.dist-info
 rm -rf "$site/bin"
 
 # --- build facts for --version ---------------------------------------------------------------------------
-commit=${CSSADMIN_COMMIT:-}
-if [ -z "$commit" ]; then
-    [ "$in_git" = 1 ] || { say "not a git work tree: set CSSADMIN_COMMIT"; exit 2; }
-    commit=$(git rev-parse HEAD)
-    if [ -n "$(git status --porcelain -- pyproject.toml cssadmin build/cssadmin.spec build/entry.py requirements/build.lock build/windows build/freeze-windows.sh)" ]; then
-        commit="$commit-dirty"
-    fi
-fi
+commit=$(build_commit pyproject.toml cssadmin build/cssadmin.spec build/entry.py requirements/build.lock \
+    build/windows build/freeze-windows.sh build/common.sh)
 wine_session_start
 trap wine_session_stop EXIT
 CSSADMIN_COMMIT="$commit" WINEPATH= winrun "$winpy" build/build_facts.py "$(winpath "$winwork")"

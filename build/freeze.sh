@@ -36,24 +36,10 @@ done
 
 say() { echo "freeze.sh: $*" >&2; }
 
-# --- a fixed environment -------------------------------------------------------------------------
-export PYTHONHASHSEED=0
-export LC_ALL=C.UTF-8
-export TZ=UTC
-export PYTHONDONTWRITEBYTECODE=1
-export PIP_DISABLE_PIP_VERSION_CHECK=1
+# shellcheck source=common.sh
+. build/common.sh
+build_environment
 export PYINSTALLER_CONFIG_DIR="$work/pyinstaller-config"   # PyInstaller's cache, inside build/work
-umask 022
-in_git=0
-if git rev-parse --is-inside-work-tree > /dev/null 2>&1 \
-        && [ "$(git rev-parse --show-toplevel)" = "$root" ]; then
-    in_git=1
-fi
-if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
-    [ "$in_git" = 1 ] || { say "not a git work tree: set SOURCE_DATE_EPOCH and CSSADMIN_COMMIT"; exit 2; }
-    SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
-fi
-export SOURCE_DATE_EPOCH
 
 if [ "$clean" = 1 ]; then
     say "clean: removing build/work, dist/cssadmin and dist/cssadmin-onedir"
@@ -87,37 +73,12 @@ fi
 vpy="$venv/bin/python"
 
 # --- the project, from a snapshot of its sources ------------------------------------------------
-# An in-tree build would leave setuptools' build/lib and build/bdist.* inside build/; a snapshot of
-# the tracked and new (not ignored) files keeps the tree clean and leaves out stray files.
 src="$work/src"
-rm -rf "$src"
-mkdir -p "$src"
-list_sources() {
-    if [ "$in_git" = 1 ]; then
-        git ls-files -z --cached --others --exclude-standard -- pyproject.toml README.md 'cssadmin/*'
-    else
-        find pyproject.toml README.md cssadmin -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 2>/dev/null
-    fi
-}
-list_sources | LC_ALL=C sort -z \
-    | while IFS= read -r -d '' file; do [ -e "$file" ] && printf '%s\0' "$file"; done \
-    | tar --null -T - -cf - | tar -xf - -C "$src"
-if [ ! -f "$src/README.md" ]; then
-    # pyproject.toml names README.md as the long description; it is not part of the binary.
-    say "warning: README.md is missing; building with an empty one"
-    : > "$src/README.md"
-fi
+snapshot_sources "$src"
 "$vpy" -m pip install --quiet --no-deps --no-build-isolation --no-index --force-reinstall "$src"
 
 # --- build facts for --version (build/work/build-facts.json, build/work/rthook_build_info.py) ---
-commit=${CSSADMIN_COMMIT:-}
-if [ -z "$commit" ]; then
-    [ "$in_git" = 1 ] || { say "not a git work tree: set CSSADMIN_COMMIT"; exit 2; }
-    commit=$(git rev-parse HEAD)
-    if [ -n "$(git status --porcelain -- pyproject.toml cssadmin build/cssadmin.spec build/entry.py requirements/build.lock)" ]; then
-        commit="$commit-dirty"
-    fi
-fi
+commit=$(build_commit pyproject.toml cssadmin build/cssadmin.spec build/entry.py requirements/build.lock build/common.sh)
 CSSADMIN_COMMIT="$commit" "$vpy" build/build_facts.py "$work"
 say "build facts: $(tail -1 "$work/rthook_build_info.py")"
 

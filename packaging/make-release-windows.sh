@@ -17,7 +17,10 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-fail() { echo "make-release-windows.sh: $*" >&2; exit 1; }
+say() { echo "make-release-windows.sh: $*" >&2; }
+fail() { say "$*"; exit 1; }
+# shellcheck source=../build/common.sh
+. build/common.sh
 
 # shellcheck source=../build/windows/wine-env.sh
 . build/windows/wine-env.sh
@@ -52,10 +55,7 @@ install -m 0644 README.md SECURITY.md "$folder/"
     --python-libdir "$winwork/venv"
 chmod 0644 "$folder/sbom.cdx.json"
 
-(cd "$folder" && LC_ALL=C find . -maxdepth 1 -type f ! -name SHA256SUMS -printf '%P\n' | LC_ALL=C sort \
-    | xargs -d '\n' sha256sum > SHA256SUMS)
-chmod 0644 "$folder/SHA256SUMS"
-(cd "$folder" && sha256sum --quiet -c SHA256SUMS) || fail "SHA256SUMS does not verify"
+write_sha256sums "$folder"
 
 "$hostpy" - "$release" "$name" "$build_date" <<'PY'
 import datetime, os, sys, zipfile

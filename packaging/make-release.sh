@@ -16,7 +16,10 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-fail() { echo "make-release.sh: $*" >&2; exit 1; }
+say() { echo "make-release.sh: $*" >&2; }
+fail() { say "$*"; exit 1; }
+# shellcheck source=../build/common.sh
+. build/common.sh
 
 binary=dist/cssadmin
 work=build/work
@@ -47,10 +50,7 @@ python=$(command -v python3.11 || command -v python3)
     --python-libdir "$("$work/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')"
 chmod 0644 "$folder/sbom.cdx.json"
 
-(cd "$folder" && LC_ALL=C find . -maxdepth 1 -type f ! -name SHA256SUMS -printf '%P\n' | LC_ALL=C sort \
-    | xargs -d '\n' sha256sum > SHA256SUMS)
-chmod 0644 "$folder/SHA256SUMS"
-(cd "$folder" && sha256sum --quiet -c SHA256SUMS) || fail "SHA256SUMS does not verify"
+write_sha256sums "$folder"
 
 tar --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner --format=gnu \
     -C "$release" -cf - "$name" | gzip -9 -n > "$release/$name.tar.gz"
