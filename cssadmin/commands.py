@@ -38,7 +38,7 @@ def dispatch(namespace: argparse.Namespace, progress=None) -> dict:
         _refuse(namespace, args[0], *_VERIFY_OPTIONS)
         return _signing_key_action(namespace)
     if args and args[0] == PLAN_ACTION:
-        _refuse(namespace, args[0], *_VERIFY_OPTIONS, ("--signing-key", "signing_key"), ("--out", "out"))
+        _refuse(namespace, args[0], *_VERIFY_OPTIONS, ("--out", "out"))
         return export_plan(namespace)
     if namespace.check:
         raise UsageError("--check applies to export-plan only")
@@ -174,7 +174,8 @@ def export_plan(namespace: argparse.Namespace) -> dict:
                              require_removable=namespace.require_removable,
                              allow_weaker_kek=namespace.allow_weaker_kek, allow_deprecated=namespace.allow_deprecated,
                              reuse_key=namespace.reuse_key, require_pinned=_require_pinned(namespace),
-                             audit_log=None if namespace.no_audit else _audit_path(namespace.audit_log))
+                             audit_log=None if namespace.no_audit else _audit_path(namespace.audit_log),
+                             signing_key=namespace.signing_key)
     ceremony = plan.load(namespace.args[1], settings)
     if namespace.check:
         return plan.check(ceremony)

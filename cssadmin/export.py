@@ -135,19 +135,24 @@ def run(request: Request, open_custody: Callable[[], Custody], now: Callable[[],
                 record_audit(log, evidence)
     count = len(evidence.files)
     return Report(facts, tuple(written[:count]), written[-1], written[count] if evidence.signature else None,
-                  _signer_summary(signer), _audit_summary(log, evidence))
+                  signer_summary(signer), _audit_summary(log, evidence))
 
 
 # --- the steps, in order ---------------------------------------------------------------------
 def parse(request: Request) -> Plan:
     """The request checked, and its destination found usable (the audit log is the next pre-flight)."""
     plan = check_request(request)
-    evidence_names = [manifest.manifest_name(request.key_name)]
-    if request.signing_key is not None:
-        evidence_names.append(manifest.signature_name(request.key_name))
-    output.preflight(request.out_dir, [*plan.output_names, *evidence_names], request.force,
+    output.preflight(request.out_dir, [*plan.output_names, *evidence_names(request)], request.force,
                      require_removable=request.require_removable)
     return plan
+
+
+def evidence_names(request: Request) -> list[str]:
+    """The files that vouch for the cloud's: the manifest, and its signature with --signing-key."""
+    names = [manifest.manifest_name(request.key_name)]
+    if request.signing_key is not None:
+        names.append(manifest.signature_name(request.key_name))
+    return names
 
 
 def check_request(request: Request) -> Plan:
@@ -302,7 +307,7 @@ def record_audit(log: audit.AuditLog | None, evidence: Evidence) -> None:
                           remedy="fix the audit log, or pass --no-audit to export without one") from None
 
 
-def _signer_summary(signer: Signer | None) -> dict | None:
+def signer_summary(signer: Signer | None) -> dict | None:
     if signer is None:
         return None
     return {"label": signer.facts.label, "sha256_spki": signer.facts.sha256_spki,

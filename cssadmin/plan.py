@@ -47,6 +47,7 @@ class Settings:
     reuse_key: bool = False
     require_pinned: bool = False
     audit_log: Path | None = None
+    signing_key: str | None = None   # signs every destination's manifest and audit record
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,8 @@ def _destination(entry: dict, position: int, key_name: str, base: Path, settings
                                      ca_bundle=paths["ca_bundle"], pins=paths["pins"], trust_unpinned=unpinned,
                                      require_pinned=settings.require_pinned),
             out_dir=os.path.join(settings.out_dir, name), force=settings.force,
-            allow_weaker_kek=settings.allow_weaker_kek, audit_log=settings.audit_log)
+            allow_weaker_kek=settings.allow_weaker_kek, audit_log=settings.audit_log,
+            signing_key=settings.signing_key)
     return Destination(name, request)
 
 
@@ -204,7 +206,7 @@ def judge_all(plan: CeremonyPlan, now: datetime) -> tuple[Judged, ...]:
         with naming(destination.name):
             checked.append(export.check_request(destination.request))
     settings = plan.settings
-    output.preflight_tree(settings.out_dir, [(d.name, [*c.output_names, export.manifest.manifest_name(plan.key_name)])
+    output.preflight_tree(settings.out_dir, [(d.name, [*c.output_names, *export.evidence_names(d.request)])
                                              for d, c in zip(plan.destinations, checked)],
                           [plan_manifest_name(plan.key_name)], settings.force,
                           require_removable=settings.require_removable)
@@ -221,19 +223,20 @@ def judge_all(plan: CeremonyPlan, now: datetime) -> tuple[Judged, ...]:
 def run(plan: CeremonyPlan, open_custody: Callable[[], Custody],
         now: Callable[[], datetime] = export.utc_now) -> dict:
     settings = plan.settings
-    with export.open_audit(settings.audit_log) as log:
+    with export.open_audit(settings.audit_log, signing=settings.signing_key is not None) as log:
         judged = judge_all(plan, now())
         providers = list(dict.fromkeys(j.plan.request.provider.name for j in judged))
         # A plan that names several providers declares the key's reuse across them; a plan for one
         # provider re-exports only a key made for it, unless --reuse-key.
         reuse_key = settings.reuse_key or len(providers) > 1
-        with open_custody() as custody, custody.key(plan.key_name, plan.key_type, providers[0], reuse_key) as key:
+        with open_custody() as custody, export.signing_key(custody, settings.signing_key) as signer, \
+                custody.key(plan.key_name, plan.key_type, providers[0], reuse_key) as key:
             exported = export.wrap_for_each(plan.key_type, [(j.policy, j.kek) for j in judged], custody, key)
             created = now()
             facts = [export.describe(j.plan, j.kek, j.verdict, j.policy, e, created) for j, e in zip(judged, exported)]
             identifiers = [key_identifier(e.wrapped) for e in exported]
-            pendings = records(log, judged, exported, facts)
-            groups = [(j.destination.name, destination_files(j.plan, e.wrapped, f, p.head if p else None))
+            pendings = records(log, judged, exported, facts, signer)
+            groups = [(j.destination.name, destination_files(j.plan, e.wrapped, f, p.head if p else None, signer))
                       for j, e, f, p in zip(judged, exported, facts, pendings)]
             voucher = (plan_manifest_name(plan.key_name),
                        build_plan_manifest(plan.key_name, plan.key_type.name, identifiers[0], created,
@@ -249,10 +252,10 @@ def run(plan: CeremonyPlan, open_custody: Callable[[], Custody],
                     checkpoint("recording")
                     log.append_all(pendings)
     return _report(plan, identifiers, facts, written,
-                   [{"path": str(log.path), **p.head.as_dict()} if p else None for p in pendings])
+                   [{"path": str(log.path), **p.head.as_dict()} if p else None for p in pendings], signer)
 
 
-def records(log: audit.AuditLog | None, judged, exported, facts) -> list[audit.PendingRecord | None]:
+def records(log: audit.AuditLog | None, judged, exported, facts, signer) -> list[audit.PendingRecord | None]:
     """One audit record per destination, listing the cloud's files of it, chained in plan order and
     appended together, so that each destination's manifest can carry the head its record makes."""
     if log is None:
@@ -260,16 +263,18 @@ def records(log: audit.AuditLog | None, judged, exported, facts) -> list[audit.P
     pendings: list[audit.PendingRecord] = []
     for j, e, f in zip(judged, exported, facts):
         record = audit.build_export_record(f, export.listed(j.plan, export.cloud_files(j.plan, e.wrapped)))
-        pendings.append(log.next_head(record, after=pendings[-1] if pendings else None))
+        pendings.append(log.next_head(record, signer, after=pendings[-1] if pendings else None))
     return pendings
 
 
-def destination_files(plan: export.Plan, wrapped, facts, audit_head) -> list[tuple[str, bytes]]:
-    """A destination's files: the cloud's, then the manifest that lists them (last: it vouches for them)."""
+def destination_files(plan: export.Plan, wrapped, facts, audit_head, signer) -> list[tuple[str, bytes]]:
+    """A destination's files: the cloud's, the manifest's signature with a signer, then the manifest that
+    lists them (last: it vouches for them)."""
     files = export.cloud_files(plan, wrapped)
-    files.append((manifest.manifest_name(plan.request.key_name),
-                  manifest.build_manifest(facts, files, audit_head=audit_head)))
-    return files
+    document = manifest.build_manifest(facts, files, audit_head=audit_head, signer=signer.facts if signer else None)
+    name = plan.request.key_name
+    signature = [(manifest.signature_name(name), signer.sign(document))] if signer else []
+    return files + signature + [(manifest.manifest_name(name), document)]
 
 
 def check(plan: CeremonyPlan, now: Callable[[], datetime] = export.utc_now) -> dict:
@@ -299,11 +304,13 @@ def check(plan: CeremonyPlan, now: Callable[[], datetime] = export.utc_now) -> d
 
 
 def _report(plan: CeremonyPlan, identifiers: list[dict], facts, written: list[list[FileFacts]],
-            heads: list[dict | None]) -> dict:
+            heads: list[dict | None], signer) -> dict:
     identifier = identifiers[0]
     destinations = []
+    vouchers = 2 if signer else 1
     for destination, f, i, files, head in zip(plan.destinations, facts, identifiers, written, heads):
-        entry = export.Report(f, tuple(files[:-1]), files[-1], audit=head).as_dict()
+        entry = export.Report(f, tuple(files[:-vouchers]), files[-1], files[-2] if signer else None,
+                              export.signer_summary(signer), head).as_dict()
         del entry["ok"]
         destinations.append({"name": destination.name, **entry, "key_identifier": i})
     voucher = written[-1][0]
@@ -312,11 +319,14 @@ def _report(plan: CeremonyPlan, identifiers: list[dict], facts, written: list[li
     for entry in destinations:
         summary.append(f"{entry['name']} ({entry['provider']}, {entry['algorithm']}):")
         summary += [f"  wrote {item['path']} ({item['bytes']} bytes, sha256 {item['sha256']})"
-                    for item in entry["outputs"] + [entry["manifest"]]]
+                    for item in entry["outputs"] + [entry["manifest"]] + ([entry["signature"]] if signer else [])]
         if entry["audit"]:
             summary.append(f"  audit head: {entry['audit']['seq']}:{entry['audit']['sha256']} in {entry['audit']['path']}")
         summary.append(f"  next step: {entry['next_step']}")
     summary.append(f"wrote {voucher.path} ({voucher.bytes} bytes, sha256 {voucher.sha256})")
+    if signer:
+        summary.append(f"signed by: {signer.facts.label} (SHA-256 of SubjectPublicKeyInfo {signer.facts.sha256_spki}, "
+                       f"protection: {signer.facts.protection})")
     return {"ok": True, "plan": plan.path, "key_identifier": identifier, "destinations": destinations,
             "manifest": voucher.as_dict(),
             "warnings": list(dict.fromkeys(w for f in facts for w in f.warnings)), "summary": summary}

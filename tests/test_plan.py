@@ -347,3 +347,32 @@ def test_a_plan_interrupted_before_its_audit_records_are_written_leaves_nothing(
     code, report = cli.json(args[1:])
     assert code == 0, report
     assert all(d["key"]["created"] is True for d in report["destinations"]), "the interrupted run's key was kept"
+
+
+def test_a_signed_plan_signs_every_destination_and_every_record(cli, keks, keystore, out, tmp_path, key_name):
+    plan = write_plan(tmp_path, key_name, three_destinations(keks, "RSA_AES_KEY_WRAP_SHA_256"))
+    audit = tmp_path / "audit.jsonl"
+    label = "plan-signer-" + key_name[-6:]
+    code, report = cli.json(["export-plan", str(plan), "--out-dir", str(out), "--audit-log", str(audit),
+                             "--signing-key", label, *keystore])
+    assert code == 0, report
+    secrets = unwrap_three(out, key_name, keks, "sha256")
+    assert secrets.count(secrets[0]) == 3
+    pem = tmp_path / "signer.pem"
+    assert cli.json(["signing-key", label, "--out", str(pem), *keystore])[0] == 0
+    for destination in report["destinations"]:
+        where = out / destination["name"]
+        manifest = where / f"{key_name}-manifest.json"
+        assert destination["signature"]["path"] == str(where / f"{key_name}-manifest.json.sig")
+        assert destination["signer"]["label"] == label
+        assert json.loads(manifest.read_bytes())["signer"]["sha256_spki"] == destination["signer"]["sha256_spki"]
+        code, verified = cli.json(["verify-manifest", str(manifest), "--signer-key", str(pem)])
+        assert code == 0, verified
+        assert [Path(item["path"]).name for item in destination["outputs"]] == [
+            item["name"] for item in json.loads(manifest.read_bytes())["files"]], "the manifest lists the cloud's files"
+    code, verified = cli.json(["verify-audit", str(audit), "--signer-key", str(pem)])
+    assert code == 0 and verified["verified"]["signed"] == 3, verified
+    # and a later unsigned plan onto that log is refused before a key is made, as an export is
+    code, refused = cli.json(["export-plan", str(plan), "--out-dir", str(tmp_path / "none"), "--audit-log", str(audit),
+                              *keystore])
+    assert (code, refused["error"]["code"]) == (7, "AUDIT_LOG_SIGNED"), refused
