@@ -362,7 +362,7 @@ def test_empty_pins_file_object_pins_nothing(tmp_path):
         ({"salesforce": ["ab" * 32]}, "salesforce entry 1 must be an object with a \"sha256\" string"),
         ({"salesforce": [{"comment": "x"}]}, "must be an object with a \"sha256\" string"),
         ({"salesforce": [{"sha256": 5}]}, "must be an object with a \"sha256\" string"),
-        ({"salesforce": [{"sha256": "ab" * 32}, {"sha256": "ab" * 31}]}, "salesforce entry 2: 'abab"),
+        ({"salesforce": [{"sha256": "ab" * 32}, {"sha256": "ab" * 31}]}, "salesforce entry 2: a fingerprint given (62 characters"),
         ({"salesforce": [{"sha256": "ab" * 32, "sha1": "x"}]}, "unknown key(s) sha1"),
         ({"salesforce": [{"sha256": "ab" * 32, "comment": 1}]}, "comment must be a string"),
         ("[" * 100000, "is not valid JSON"),
