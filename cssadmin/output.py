@@ -24,6 +24,8 @@ from .errors import OutputError
 from .facts import FileFacts
 
 _READ_CHUNK = 1 << 16
+
+
 def preflight(out_dir: str | os.PathLike, names: list[str], force: bool, *, require_removable: bool = False) -> None:
     """Fail now, before any key is generated, if these files cannot be written."""
     directory = Path(out_dir)
