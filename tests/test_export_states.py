@@ -77,3 +77,23 @@ def test_a_refusal_in_custody_writes_nothing_and_discards_the_new_key(setting, f
     assert caught.value.code == "TEST_REFUSAL"
     assert list(out.iterdir()) == [], "nothing touches the output directory before the wrap"
     assert not (keystore / "state-test.cssadmin-key").exists(), "the key this run created was discarded"
+
+
+def test_an_audit_record_that_cannot_be_written_withdraws_the_files_and_the_new_key(setting, tmp_path, monkeypatch):
+    """An export stands only once it is on the record: a failed append leaves no file and no key."""
+    from dataclasses import replace
+
+    from cssadmin import audit
+    from cssadmin.errors import OutputError
+    request, out, keystore = setting
+    log = tmp_path / "audit.jsonl"
+
+    def disk_full(self, pendings):
+        raise OutputError("no space left on device", code="AUDIT_WRITE_FAILED")
+    monkeypatch.setattr(audit.AuditLog, "append_all", disk_full)
+    with pytest.raises(OutputError) as failure:
+        export.run(replace(request, audit_log=log), Opened(keystore))
+    assert failure.value.code == "AUDIT_WRITE_FAILED" and "outputs were removed" in failure.value.message
+    assert list(out.iterdir()) == []
+    assert [entry.name for entry in keystore.iterdir() if not entry.name.startswith(".")] == []
+    assert not log.exists() or log.read_bytes() == b""
