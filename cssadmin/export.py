@@ -135,7 +135,7 @@ def run(request: Request, open_custody: Callable[[], Custody], now: Callable[[],
                 record_audit(log, evidence)
     count = len(evidence.files)
     return Report(facts, tuple(written[:count]), written[-1], written[count] if evidence.signature else None,
-                  signer_summary(signer), _audit_summary(log, evidence))
+                  signer_summary(signer), audit_summary(log, evidence))
 
 
 # --- the steps, in order ---------------------------------------------------------------------
@@ -264,10 +264,12 @@ def describe(plan: Plan, kek: WrappingKey, verdict: trust.TrustVerdict, policy: 
 
 
 def make_evidence(plan: Plan, wrapped: Wrapped, facts: ExportFacts, log: audit.AuditLog | None,
-                  signer: Signer | None) -> Evidence:
-    """The audit record (and so the head), then the manifest that carries that head, then its signature."""
+                  signer: Signer | None, after: audit.PendingRecord | None = None) -> Evidence:
+    """The audit record (and so the head), then the manifest that carries that head, then its signature.
+    `after`: the record this one is chained onto before either is appended (a plan's destinations)."""
     files = cloud_files(plan, wrapped)
-    pending = log.next_head(audit.build_export_record(facts, listed(plan, files)), signer) if log is not None else None
+    pending = (log.next_head(audit.build_export_record(facts, listed(plan, files)), signer, after=after)
+               if log is not None else None)
     document = manifest.build_manifest(facts, files, audit_head=pending.head if pending else None,
                                        signer=signer.facts if signer else None)
     return Evidence(tuple(files), document, signer.sign(document) if signer else None, pending, signer)
@@ -284,12 +286,17 @@ def listed(plan: Plan, files: list[tuple[str, bytes]]) -> list[FileFacts]:
     return [FileFacts(str((directory / name).resolve()), output.sha256_hex(data), len(data)) for name, data in files]
 
 
+def vouching_files(plan: Plan, evidence: Evidence) -> list[tuple[str, bytes]]:
+    """The files placed after the cloud's: the signature, then the manifest (last: it vouches for them)."""
+    key_name = plan.request.key_name
+    signature = [(manifest.signature_name(key_name), evidence.signature)] if evidence.signature is not None else []
+    return signature + [(manifest.manifest_name(key_name), evidence.manifest)]
+
+
 def write_files(plan: Plan, evidence: Evidence) -> list[FileFacts]:
     """The cloud's files, then the signature, then the manifest that lists them, placed as one unit and read back."""
     request = plan.request
-    vouching = [(manifest.manifest_name(request.key_name), evidence.manifest)]
-    if evidence.signature is not None:
-        vouching.insert(0, (manifest.signature_name(request.key_name), evidence.signature))
+    vouching = vouching_files(plan, evidence)
     return output.place_all(request.out_dir, [*evidence.files, *vouching], request.force, vouchers=len(vouching),
                             require_removable=request.require_removable)
 
@@ -314,7 +321,7 @@ def signer_summary(signer: Signer | None) -> dict | None:
             "protection": signer.facts.protection, "created": signer.created}
 
 
-def _audit_summary(log: audit.AuditLog | None, evidence: Evidence) -> dict | None:
+def audit_summary(log: audit.AuditLog | None, evidence: Evidence) -> dict | None:
     if log is None or evidence.pending is None:
         return None
     return {"path": str(log.path), **evidence.pending.head.as_dict()}

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from . import audit, export, manifest, output, trust
+from . import export, output, trust
 from .checkpoints import checkpoint
 from .custody import Custody
 from .errors import CssadminError, UsageError
@@ -235,9 +235,14 @@ def run(plan: CeremonyPlan, open_custody: Callable[[], Custody],
             created = now()
             facts = [export.describe(j.plan, j.kek, j.verdict, j.policy, e, created) for j, e in zip(judged, exported)]
             identifiers = [key_identifier(e.wrapped) for e in exported]
-            pendings = records(log, judged, exported, facts, signer)
-            groups = [(j.destination.name, destination_files(j.plan, e.wrapped, f, p.head if p else None, signer))
-                      for j, e, f, p in zip(judged, exported, facts, pendings)]
+            # Each destination's record is chained onto the one before, not yet appended, so that
+            # each manifest carries the head its own record makes; all are appended together below.
+            evidence: list[export.Evidence] = []
+            for j, e, f in zip(judged, exported, facts):
+                evidence.append(export.make_evidence(j.plan, e.wrapped, f, log, signer,
+                                                     after=evidence[-1].pending if evidence else None))
+            groups = [(j.destination.name, [*ev.files, *export.vouching_files(j.plan, ev)])
+                      for j, ev in zip(judged, evidence)]
             voucher = (plan_manifest_name(plan.key_name),
                        build_plan_manifest(plan.key_name, plan.key_type.name, identifiers[0], created,
                                            [(j.destination.name, f, i, files)
@@ -248,33 +253,10 @@ def run(plan: CeremonyPlan, open_custody: Callable[[], Custody],
             placed = [item for files in written for item in files]
             output.verify_all(placed)
             with output.withdrawn_on_failure(placed, new_directories):
-                if log is not None:
+                if log is not None:   # one record per destination, in one write
                     checkpoint("recording")
-                    log.append_all(pendings)
-    return _report(plan, identifiers, facts, written,
-                   [{"path": str(log.path), **p.head.as_dict()} if p else None for p in pendings], signer)
-
-
-def records(log: audit.AuditLog | None, judged, exported, facts, signer) -> list[audit.PendingRecord | None]:
-    """One audit record per destination, listing the cloud's files of it, chained in plan order and
-    appended together, so that each destination's manifest can carry the head its record makes."""
-    if log is None:
-        return [None] * len(judged)
-    pendings: list[audit.PendingRecord] = []
-    for j, e, f in zip(judged, exported, facts):
-        record = audit.build_export_record(f, export.listed(j.plan, export.cloud_files(j.plan, e.wrapped)))
-        pendings.append(log.next_head(record, signer, after=pendings[-1] if pendings else None))
-    return pendings
-
-
-def destination_files(plan: export.Plan, wrapped, facts, audit_head, signer) -> list[tuple[str, bytes]]:
-    """A destination's files: the cloud's, the manifest's signature with a signer, then the manifest that
-    lists them (last: it vouches for them)."""
-    files = export.cloud_files(plan, wrapped)
-    document = manifest.build_manifest(facts, files, audit_head=audit_head, signer=signer.facts if signer else None)
-    name = plan.request.key_name
-    signature = [(manifest.signature_name(name), signer.sign(document))] if signer else []
-    return files + signature + [(manifest.manifest_name(name), document)]
+                    log.append_all([ev.pending for ev in evidence])
+    return _report(plan, identifiers, facts, written, [export.audit_summary(log, ev) for ev in evidence], signer)
 
 
 def check(plan: CeremonyPlan, now: Callable[[], datetime] = export.utc_now) -> dict:
