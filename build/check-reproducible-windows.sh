@@ -17,13 +17,7 @@ cd "$root"
 out="$root/build/out/reproducible-windows"
 rm -rf "$out/tree" "$out"/cssadmin.exe.* "$out"/members.* "$out"/build-*.log
 mkdir -p "$out/tree"
-git ls-files -z --cached --others --exclude-standard \
-    | while IFS= read -r -d '' file; do [ -f "$file" ] && printf '%s\0' "$file"; done \
-    | tar --null -T - -cf - | tar -xf - -C "$out/tree"
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
-commit=$(git rev-parse HEAD)
-[ -z "$(git status --porcelain)" ] || commit="$commit-dirty"
-export CSSADMIN_COMMIT=${CSSADMIN_COMMIT:-$commit}
+copy_work_tree "$out/tree"
 # one work directory for both builds (--clean empties it but for the download cache), outside the tree
 export CSSADMIN_WINDOWS_WORK="$out/work"
 # its Wine prefix (about 700 MB, outside the tree) is made anew by each --clean build: remove it after

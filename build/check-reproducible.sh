@@ -21,13 +21,7 @@ cd "$root"
 out="$root/build/out/reproducible"
 rm -rf "$out"
 mkdir -p "$out/tree"
-git ls-files -z --cached --others --exclude-standard \
-    | while IFS= read -r -d '' file; do [ -f "$file" ] && printf '%s\0' "$file"; done \
-    | tar --null -T - -cf - | tar -xf - -C "$out/tree"
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
-commit=$(git rev-parse HEAD)
-[ -z "$(git status --porcelain)" ] || commit="$commit-dirty"
-export CSSADMIN_COMMIT=${CSSADMIN_COMMIT:-$commit}
+copy_work_tree "$out/tree"
 
 for n in 1 2; do
     echo "check-reproducible: build $n of $CSSADMIN_COMMIT" >&2

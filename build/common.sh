@@ -42,6 +42,20 @@ snapshot_sources() {
     fi
 }
 
+# The work tree as it is (tracked and new, not ignored, files; on a fresh clone, the commit) copied
+# into DEST, for builds that must not see files edited while they run; exports the SOURCE_DATE_EPOCH
+# and the commit of HEAD ("-dirty" if anything differs) that those builds are to record.
+copy_work_tree() {
+    local dest=$1 commit
+    git ls-files -z --cached --others --exclude-standard \
+        | while IFS= read -r -d '' file; do [ -f "$file" ] && printf '%s\0' "$file"; done \
+        | tar --null -T - -cf - | tar -xf - -C "$dest"
+    export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
+    commit=$(git rev-parse HEAD)
+    [ -z "$(git status --porcelain)" ] || commit="$commit-dirty"
+    export CSSADMIN_COMMIT=${CSSADMIN_COMMIT:-$commit}
+}
+
 # The commit --version shows: CSSADMIN_COMMIT, else HEAD with "-dirty" when any of PATHS differ from it.
 build_commit() {
     if [ -n "${CSSADMIN_COMMIT:-}" ]; then
