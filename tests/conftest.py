@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import selectors
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -174,6 +177,48 @@ def oaep_sha256_token(opencryptoki327) -> Token:
 @pytest.fixture
 def key_name() -> str:
     return "k-" + uuid.uuid4().hex[:12]
+
+
+PAUSE_TIMEOUT = 60.0
+
+
+def wait_for_pause(process: subprocess.Popen, step: str, timeout: float = PAUSE_TIMEOUT) -> int:
+    """Read stderr until the pause line and return the paused process's pid (in a frozen binary, the
+    bootloader's child); fail (after killing the process) on exit or timeout."""
+    wanted = re.compile(rf"cssadmin: paused at {re.escape(step)} \(pid (\d+)\)\n".encode())
+    seen = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stderr, selectors.EVENT_READ)
+        while not wanted.search(seen):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                process.kill()
+                process.wait()
+                pytest.fail(f"no pause at {step} within {timeout} s; stderr so far: {seen!r}")
+            chunk = os.read(process.stderr.fileno(), 4096)
+            if not chunk:
+                process.wait()
+                pytest.fail(f"exited with {process.returncode} before pausing at {step}; stderr: {seen!r}")
+            seen += chunk
+    return int(wanted.search(seen).group(1))
+
+
+def stopped_at(cli: "Cli", args: list[str], step: str, signum: int, *, token: Token | None = None,
+               signal_launcher: bool = False) -> tuple[int, bytes]:
+    """Run `cssadmin --json ARGS` paused at `step`, send it `signum` there, and return its status and
+    stdout. The signal goes to the paused process (in a one-file frozen binary, the bootloader's child)
+    or, with signal_launcher, to the process started, which in a frozen binary forwards it."""
+    process = subprocess.Popen(cli.command + ["--json"] + args,
+                               env=cli.environment(token=token, env={"CSSADMIN_TEST_PAUSE_AT": step}),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        paused = wait_for_pause(process, step)
+        os.kill(process.pid if signal_launcher else paused, signum)
+        stdout, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    return process.returncode, stdout
 
 
 class Cli:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import stopped_at
 from keks import rsa_key, write_spki
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,21 +83,11 @@ def test_json_exit_is_1_for_a_bug_and_130_for_an_interrupt(monkeypatch, capsys):
         assert json.loads(capsys.readouterr().out)["error"]["exit"] == expected
 
 
+@pytest.mark.skipif(os.name == "nt", reason="Windows cannot send SIGINT to one process")
 @pytest.mark.parametrize("step", ["staged", "renamed-one"])
 def test_sigint_during_an_export_is_130_in_status_and_json(cli, tmp_path, kek4096, step):
-    if cli.frozen:
-        pytest.skip("the pause hook names the frozen bootloader's child; covered by test_crash_safety")
-    env = cli.environment(env={"CSSADMIN_TEST_PAUSE_AT": step})
-    process = subprocess.Popen(cli.command + ["--json"] + keystore_export(tmp_path, kek4096), env=env,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = process.stderr.readline()
-        assert f"paused at {step}" in line, line
-        process.send_signal(signal.SIGINT)
-        stdout, _ = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 130
+    status, stdout = stopped_at(cli, keystore_export(tmp_path, kek4096), step, signal.SIGINT)
+    assert status == 130
     error = json.loads(stdout)["error"]
     assert (error["exit"], error["code"]) == (130, "INTERRUPTED")
 
@@ -132,17 +123,9 @@ def test_sigterm_and_sighup_stop_a_run_as_ctrl_c_does(cli, tmp_path, kek4096, na
     """A ceremony script's timeout (SIGTERM) or a dropped ssh session (SIGHUP) must not leave the new key
     on the token either: the run cleans up and exits 128 + the signal, the JSON saying the same."""
     number = getattr(signal, name)
-    env = cli.environment(env={"CSSADMIN_TEST_PAUSE_AT": "key-ready"})
-    process = subprocess.Popen(cli.command + ["--json"] + keystore_export(tmp_path, kek4096), env=env,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = process.stderr.readline()
-        assert "paused at key-ready" in line, line
-        process.send_signal(number)   # a frozen binary's bootloader forwards it to its child
-        stdout, _ = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 128 + number, stdout
+    # to the process started: a frozen binary's bootloader must forward it to its child
+    status, stdout = stopped_at(cli, keystore_export(tmp_path, kek4096), "key-ready", number, signal_launcher=True)
+    assert status == 128 + number, stdout
     error = json.loads(stdout)["error"]
     assert (error["exit"], error["code"]) == (128 + number, "INTERRUPTED") and name in error["message"]
     again = cli.run(["--json"] + keystore_export(tmp_path, kek4096) + ["--no-audit"])

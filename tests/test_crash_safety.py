@@ -10,21 +10,19 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import selectors
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from conftest import wait_for_pause
 from keks import rsa_key, write_spki
 
 
 STEPS = ("writing", "staged", "renamed-one", "renamed", "verified")
-PAUSE_TIMEOUT = 60.0
 OAEP_SHA1 = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
 
 
@@ -32,28 +30,6 @@ def popen(cli, args: list[str], *, token, env: dict, stdout) -> subprocess.Popen
     """Start the CLI the way conftest's Cli.run does, without waiting for it."""
     return subprocess.Popen(cli.command + args, env=cli.environment(token=token, env=env), stdin=subprocess.DEVNULL,
                             stdout=stdout, stderr=subprocess.PIPE)
-
-
-def wait_for_pause(process: subprocess.Popen, step: str, timeout: float = PAUSE_TIMEOUT) -> int:
-    """Read stderr until the pause line and return the paused process's pid (in a frozen binary, the
-    bootloader's child); fail (after killing the process) on exit or timeout."""
-    wanted = re.compile(rf"cssadmin: paused at {re.escape(step)} \(pid (\d+)\)\n".encode())
-    seen = b""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stderr, selectors.EVENT_READ)
-        while not wanted.search(seen):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not selector.select(remaining):
-                process.kill()
-                process.wait()
-                pytest.fail(f"no pause at {step} within {timeout} s; stderr so far: {seen!r}")
-            chunk = os.read(process.stderr.fileno(), 4096)
-            if not chunk:
-                process.wait()
-                pytest.fail(f"exited with {process.returncode} before pausing at {step}; stderr: {seen!r}")
-            seen += chunk
-    return int(wanted.search(seen).group(1))
 
 
 def temp_name_pattern(final_name: str) -> re.Pattern:

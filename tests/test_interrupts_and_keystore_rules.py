@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 
 import pytest
 
@@ -14,6 +13,7 @@ from cssadmin.custody import keystore_format
 from cssadmin.custody.software import SoftwareKeystore
 from cssadmin.errors import CustodyError, OutputError
 from cssadmin.keytypes import KEY_TYPES
+from conftest import stopped_at
 from keks import rsa_key, write_spki
 
 INTERRUPT_POINTS = ["trusted", "policy-decided", "key-ready", "wrapped", "evidence-made", "writing", "staged",
@@ -31,19 +31,9 @@ def test_sigint_anywhere_before_the_audit_record_leaves_no_key_and_no_file(cli, 
                                                                          key_name, step):
     out = tmp_path / "out"
     out.mkdir()
-    env = cli.environment(token=softhsm, env={"CSSADMIN_TEST_PAUSE_AT": step})
     args = ["aws", key_name, str(kek), "RSAES_OAEP_SHA_1", "--out-dir", str(out), *softhsm.cli_args(pin_file)]
-    process = subprocess.Popen(cli.command + ["--json"] + args, env=env, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = process.stderr.readline()
-        assert f"paused at {step}" in line, line
-        # The pid the hook names: the process itself, or a frozen binary's child of the bootloader.
-        os.kill(int(line.rsplit("pid ", 1)[1].rstrip(")\n")), signal.SIGINT)
-        stdout, _ = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 130
+    status, stdout = stopped_at(cli, args, step, signal.SIGINT, token=softhsm)
+    assert status == 130
     error = json.loads(stdout)["error"]
     assert (error["exit"], error["code"]) == (130, "INTERRUPTED")
     assert softhsm.objects(key_name) == [], f"an interrupt at {step} left the new key on the token"

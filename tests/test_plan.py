@@ -5,7 +5,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,8 @@ from cryptography.hazmat.primitives import serialization
 
 import unwrap
 from keks import rsa_key, write_private_pem, write_spki
-from test_crash_safety import popen, wait_for_pause
+from conftest import stopped_at, wait_for_pause
+from test_crash_safety import popen
 
 PREFIX = b"cssadmin key identifier v1\0"
 
@@ -333,18 +333,12 @@ def test_a_plan_interrupted_before_its_audit_records_are_written_leaves_nothing(
                                                                                 key_name):
     plan = write_plan(tmp_path, key_name, three_destinations(keks, "RSA_AES_KEY_WRAP_SHA_256"))
     audit = tmp_path / "audit.jsonl"
-    args = ["--json", "export-plan", str(plan), "--out-dir", str(out), "--audit-log", str(audit), *keystore]
-    process = subprocess.Popen(cli.command + args, env=cli.environment(env={"CSSADMIN_TEST_PAUSE_AT": "recording"}),
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        os.kill(wait_for_pause(process, "recording"), signal.SIGINT)
-        stdout, _ = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 130 and json.loads(stdout)["error"]["exit"] == 130
+    args = ["export-plan", str(plan), "--out-dir", str(out), "--audit-log", str(audit), *keystore]
+    status, stdout = stopped_at(cli, args, "recording", signal.SIGINT)
+    assert status == 130 and json.loads(stdout)["error"]["exit"] == 130
     assert list(out.iterdir()) == [], "an export stands only once it is on the record"
     assert not audit.exists() or audit.read_bytes() == b""
-    code, report = cli.json(args[1:])
+    code, report = cli.json(args)
     assert code == 0, report
     assert all(d["key"]["created"] is True for d in report["destinations"]), "the interrupted run's key was kept"
 
