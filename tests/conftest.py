@@ -22,26 +22,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tokens import system_state  # noqa: E402
-
-
-if os.name == "nt":
-    # Wine 8 now and then fails CreateProcess with ERROR_INTERNAL_ERROR (1359) when a test starts a
-    # program (the openssl stand-in, cssadmin.exe). Start it again; any other error stands.
-    import time as _time
-
-    _WINE_INTERNAL_ERROR = 1359
-    _run_once = subprocess.run
-
-    def _run_again_after_wine_internal_error(*args, **kwargs):
-        for attempt in range(3):
-            try:
-                return _run_once(*args, **kwargs)
-            except OSError as failure:
-                if getattr(failure, "winerror", None) != _WINE_INTERNAL_ERROR or attempt == 2:
-                    raise
-                _time.sleep(0.5)
-
-    subprocess.run = _run_again_after_wine_internal_error
 from tokens.access import Token  # noqa: E402
 
 
@@ -53,6 +33,9 @@ def _under_wine() -> bool:
 
 
 UNDER_WINE = _under_wine()
+if UNDER_WINE:
+    import wine_quirks
+    wine_quirks.install()
 # Wine 8 cannot make Windows symbolic links and shows a Unix symlink as the file it points to, so a
 # test that puts a symlink in the way cannot judge the Windows code there; the reparse-point check
 # is unit-tested with faked Windows APIs (tests/test_windows_paths.py).
@@ -118,6 +101,9 @@ def pytest_terminal_summary(terminalreporter):
     listed = os.environ.get("CSSADMIN_TEST_TOKENS") or getattr(terminalreporter.config, "_cssadmin_tokens", None)
     if listed and Path(listed).exists():
         terminalreporter.write_line(_build_line(listed))
+    if UNDER_WINE:
+        for rerun in wine_quirks.reruns:
+            terminalreporter.write_line(f"Wine: {rerun}")
 
 
 @pytest.fixture(scope="session")

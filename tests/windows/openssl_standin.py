@@ -6,7 +6,8 @@ that check exports with OpenSSL run unchanged. Arguments that are absolute Windo
 current directory is mapped by Wine. Wine starts a Unix program from CreateProcess, but gives no
 process handle for it and does not hand it Windows pipes as its standard handles. So stdin is
 read here into a file, and the Unix side (unix-openssl.sh, installed as unix-openssl.exe beside
-this launcher) writes stdout, stderr and the exit status to files that this waits for and copies.
+this launcher) writes stdout, stderr, its shell's own errors and the exit status to files that this
+waits for and copies. A failure of this forwarding, not of OpenSSL, says "openssl stand-in:".
 """
 import ctypes
 import os
@@ -42,7 +43,7 @@ def main() -> int:
     runner = os.path.join(here, "unix-openssl.exe")  # a shell script: Wine runs it as a Unix program
     arguments = [unix_path(a) if re.match(r"^[A-Za-z]:\\", a) else a for a in sys.argv[1:]]
     with tempfile.TemporaryDirectory(prefix="openssl-") as scratch:
-        files = {name: os.path.join(scratch, name) for name in ("in", "out", "err", "status")}
+        files = {name: os.path.join(scratch, name) for name in ("in", "out", "err", "shell", "status")}
         console = kernel32.GetFileType(_winapi.GetStdHandle(_winapi.STD_INPUT_HANDLE)) == FILE_TYPE_CHAR
         with open(files["in"], "wb") as stream:
             if not console and sys.stdin is not None:
@@ -64,7 +65,18 @@ def main() -> int:
                 shutil.copyfileobj(source, stream.buffer)
                 stream.flush()
         with open(files["status"]) as stream:
-            return int(stream.read().strip() or "1")
+            status = stream.read().strip()
+        shell = "(no record of it)"
+        if os.path.exists(files["shell"]):
+            with open(files["shell"], "rb") as stream:
+                shell = stream.read().decode(errors="replace").strip()
+        # Each failure of the forwarding itself starts with "openssl stand-in:" (tests/wine_quirks.py).
+        if not status.isdigit() or shell:
+            sys.stderr.write(f"openssl stand-in: the Unix side wrote status {status!r}; its shell said {shell!r}\n")
+            return 125
+        if status != "0" and not os.path.getsize(files["err"]) and not os.path.getsize(files["out"]):
+            sys.stderr.write(f"openssl stand-in: /usr/bin/openssl exited {status} and said nothing\n")
+        return int(status)
 
 
 if __name__ == "__main__":

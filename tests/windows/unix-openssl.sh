@@ -3,6 +3,7 @@
 # Windows half prepared in DIR, then write its exit status (last, atomically: the other side waits for it).
 dir=$1
 shift
-/usr/bin/openssl "$@" < "$dir/in" > "$dir/out" 2> "$dir/err"
+# The shell's own errors (a redirection that failed) go to "shell", apart from OpenSSL's.
+{ /usr/bin/openssl "$@" < "$dir/in" > "$dir/out" 2> "$dir/err"; } 2> "$dir/shell"
 code=$?
 echo "$code" > "$dir/status.tmp" && mv "$dir/status.tmp" "$dir/status"
