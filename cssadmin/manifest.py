@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .audit import Head
 
 FORMAT = "cssadmin-manifest-v1"
+PLAN_FORMAT = "cssadmin-plan-manifest-v1"   # plan_manifest.py's; named here so a plan manifest is told apart
 MAX_MANIFEST_BYTES = 1 << 20          # a real one is under 2 KB; refuse to parse a hostile giant
 _READ_CHUNK = 1 << 16
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -186,6 +187,11 @@ def _read_signature(signature_path: Path) -> bytes | None:
 
 
 def _load_entries(manifest_path: Path, document: dict) -> list[dict]:
+    if document.get("format") == PLAN_FORMAT:
+        raise OutputError(f"manifest {manifest_path} is a plan manifest: it lists the destinations, each of which "
+                          "has its own manifest and signature", code="MANIFEST_IS_A_PLAN",
+                          remedy="verify each destination's manifest: cssadmin verify-manifest "
+                                 "<destination>/<key name>-manifest.json")
     if document.get("format") != FORMAT:
         raise _malformed(manifest_path, f"format is {document.get('format')!r}, expected {FORMAT!r}")
     files = document.get("files")

@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives import serialization
 
 from . import __version__
 from .facts import ExportFacts
-from .manifest import is_bare_name, utc_timestamp
+from .manifest import PLAN_FORMAT, is_bare_name, utc_timestamp
 from .providers.base import Wrapped
 
-FORMAT = "cssadmin-plan-manifest-v1"
+FORMAT = PLAN_FORMAT
 SECRET_PREFIX = b"cssadmin key identifier v1\0"
 
 

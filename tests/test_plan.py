@@ -84,6 +84,10 @@ def check_plan_outputs(cli, out: Path, key_name: str, report: dict, secret: byte
         result = cli.run(["verify-manifest", str(directory / f"{key_name}-manifest.json")])
         assert result.returncode == 0, result.stderr
         assert reported["key"]["name"] == key_name and reported["wrapping_key"]["bits"] == 4096
+    # The plan manifest is not an export manifest: verify-manifest points to the destinations' own.
+    code, refused = cli.json(["verify-manifest", str(out / f"{key_name}-plan-manifest.json")])
+    assert (code, refused["error"]["code"]) == (7, "MANIFEST_IS_A_PLAN")
+    assert "<destination>/" in refused["error"]["remedy"]
 
 
 def test_three_destinations_from_the_keystore(cli, keks, keystore, out, tmp_path, key_name):
