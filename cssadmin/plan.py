@@ -272,7 +272,8 @@ def check(plan: CeremonyPlan, now: Callable[[], datetime] = export.utc_now) -> d
                              "strength": j.policy.strength.kek_strength, "pinned_by": j.verdict.pinned_by,
                              "trust_unpinned": j.verdict.trust_unpinned},
             "algorithm": j.policy.algorithm, "scheme": j.policy.scheme.describe(),
-            "outputs": [str(Path(request.out_dir, name)) for name in j.plan.output_names],
+            "outputs": [str(Path(request.out_dir, name))
+                        for name in (*j.plan.output_names, *export.evidence_names(request))],
             "warnings": list(j.plan.warnings + j.verdict.warnings + j.policy.warnings)})
     schemes = list(dict.fromkeys(j.policy.scheme.describe() for j in judged))
     summary = [f"plan {plan.path}: key {plan.key_name} ({plan.key_type.name}) for {len(judged)} destinations; "
@@ -280,8 +281,12 @@ def check(plan: CeremonyPlan, now: Callable[[], datetime] = export.utc_now) -> d
     summary += [f"  {d['name']}: {d['provider']}, {d['algorithm']}, wrapping key RSA-{d['wrapping_key']['bits']} "
                 f"{d['wrapping_key']['sha256_spki']} -> {', '.join(d['outputs'])}" for d in destinations]
     summary += [f"  self-test once: {scheme}" for scheme in schemes]
+    signing_key = plan.settings.signing_key
+    if signing_key is not None:
+        summary.append(f"  every manifest signed by the signing key {signing_key!r} (created at the ceremony "
+                       "if it is not on the token yet; `cssadmin signing-key` shows its fingerprint)")
     return {"ok": True, "check": True, "plan": plan.path, "key_name": plan.key_name, "key_type": plan.key_type.name,
-            "self_tests": schemes, "destinations": destinations,
+            "signing_key": signing_key, "self_tests": schemes, "destinations": destinations,
             "warnings": sorted({w for d in destinations for w in d["warnings"]}), "summary": summary}
 
 

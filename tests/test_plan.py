@@ -174,10 +174,18 @@ def test_check_judges_everything_and_touches_nothing(cli, keks, keystore, out, t
     assert report["check"] is True and [d["name"] for d in report["destinations"]] == [
         "aws-us-east-1", "aws-eu-west-1", "gcp-europe"]
     assert report["destinations"][2]["algorithm"] == "RSA_OAEP_4096_SHA1_AES_256"
-    assert len(report["self_tests"]) == 3
+    assert len(report["self_tests"]) == 3 and report["signing_key"] is None
+    assert [Path(o).name for o in report["destinations"][0]["outputs"]] == [f"{key_name}-wrapped",
+                                                                           f"{key_name}-manifest.json"]
     assert not (tmp_path / "keystore").exists() and list(out.iterdir()) == [] and not audit.exists()
     text = cli.run(["export-plan", str(plan), "--check", "--out-dir", str(out), "--no-audit", *keystore])
     assert text.returncode == 0 and "nothing was generated or written" in text.stdout
+    code, signed = cli.json(["export-plan", str(plan), "--check", "--out-dir", str(out), "--no-audit",
+                             "--signing-key", "ceremony-signer", *keystore])
+    assert (code, signed["signing_key"]) == (0, "ceremony-signer")
+    assert [Path(o).name for o in signed["destinations"][0]["outputs"]][-2:] == [
+        f"{key_name}-manifest.json", f"{key_name}-manifest.json.sig"]
+    assert not (tmp_path / "keystore").exists() and list(out.iterdir()) == []
 
 
 def test_check_reports_a_bad_destination(cli, keks, keystore, out, tmp_path, key_name):
