@@ -134,6 +134,23 @@ def test_new_directory_is_0700_and_key_file_0600(tmp_path):
     assert sorted(p.name for p in directory.iterdir()) == ["k1.cssadmin-key"], "no temp file left behind"
 
 
+def test_a_directory_a_concurrent_run_made_first_is_used(tmp_path, monkeypatch):
+    """Eight runs with one new --keystore: the directory appears between one run's look and its mkdir."""
+    from cssadmin.custody import software
+    directory = tmp_path / "ks"
+    make_directories = os.makedirs
+
+    def the_other_run_wins(path, mode=0o777, exist_ok=False):
+        make_directories(path, 0o700)
+        raise FileExistsError(17, "File exists", str(path))
+
+    monkeypatch.setattr(software.os, "makedirs", the_other_run_wins)
+    software.prepare_directory(str(directory))
+    monkeypatch.undo()
+    keystore, _ = open_keystore(directory)
+    assert keystore.get_or_create("k1", AES, PROVIDER).created
+
+
 @posix_only
 def test_directory_open_to_others_is_refused(tmp_path):
     directory = tmp_path / "ks"

@@ -49,14 +49,15 @@ def _openssl_version() -> str:
 # --- files on disk ---------------------------------------------------------------------------
 def prepare_directory(directory: str) -> None:
     """Create the keystore directory 0700 if missing; refuse one others can reach."""
-    if not os.path.lexists(directory):
-        try:
-            os.makedirs(directory, mode=0o700)
-            if not ON_WINDOWS:
-                os.chmod(directory, 0o700)   # exactly 0700, whatever the umask
-        except OSError as failure:
-            raise CustodyError(f"cannot create keystore directory {directory}: {failure.strerror}",
-                               code="KEYSTORE_UNUSABLE") from None
+    try:
+        os.makedirs(directory, mode=0o700)
+        if not ON_WINDOWS:
+            os.chmod(directory, 0o700)   # exactly 0700, whatever the umask
+    except FileExistsError:
+        pass    # there already, or made by a concurrent run just now: judged below like any existing one
+    except OSError as failure:
+        raise CustodyError(f"cannot create keystore directory {directory}: {failure.strerror}",
+                           code="KEYSTORE_UNUSABLE") from None
     try:
         mode = os.stat(directory).st_mode
     except OSError as failure:
